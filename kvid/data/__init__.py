@@ -1,0 +1,1 @@
+"""tf.data input: parse clip records, decode, sample, augment and batch for model.fit."""

@@ -1,0 +1,204 @@
+"""Building blocks shared by the model zoo: argument checks, conv-BN-act blocks, small layers.
+
+Every custom layer here is registered under the ``kvid`` package so that a ``.keras``
+file written by any zoo model loads back with ``keras.saving.load_model`` once
+``kvid.models`` is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+from keras import layers, ops
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_input_shape(input_shape, *, rank: int = 4, channels: int | None = None,
+                      name: str = "input_shape") -> tuple[int, ...]:
+    """Returns ``input_shape`` as a tuple of positive ints after checking its rank.
+
+    ``rank`` counts the dimensions without the batch, e.g. 4 for ``(T, H, W, C)``.
+    """
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
+        raise ValueError(f"`{name}` must be a tuple of {rank} ints. Received: {name}={input_shape!r}")
+    shape = tuple(input_shape)
+    if len(shape) != rank or not all(isinstance(d, int) and d > 0 for d in shape):
+        raise ValueError(
+            f"`{name}` must be a tuple of {rank} positive ints. Received: {name}={input_shape!r}"
+        )
+    if channels is not None and shape[-1] != channels:
+        raise ValueError(
+            f"`{name}` must have {channels} channels last. Received: {name}={input_shape!r}"
+        )
+    return shape
+
+
+def check_positive_int(value, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
+    return value
+
+
+def check_rate(value, name: str = "dropout") -> float:
+    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be a float in [0, 1). Received: {name}={value!r}")
+    return float(value)
+
+
+def check_choice(value, choices, name: str):
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {sorted(choices)}. Received: {name}={value!r}")
+    return value
+
+
+def check_int_tuple(value, name: str, *, length: int | None = None) -> tuple[int, ...]:
+    if isinstance(value, int):
+        value = (value,)
+    if not isinstance(value, Sequence) or not value or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+    ):
+        raise ValueError(f"`{name}` must be a non-empty tuple of positive ints. Received: {name}={value!r}")
+    if length is not None and len(value) != length:
+        raise ValueError(f"`{name}` must have {length} entries. Received: {name}={value!r}")
+    return tuple(value)
+
+
+# --------------------------------------------------------------------------- blocks
+
+
+def conv_bn_act(x, filters: int, kernel_size, *, strides=1, name: str, dims: int = 3,
+                activation: str | None = "relu", padding: str = "same", groups: int = 1,
+                use_bn: bool = True, dilation_rate=1):
+    """Conv (2D or 3D, no bias when followed by BN) -> BatchNorm -> activation.
+
+    Layers are named ``{name}_conv``, ``{name}_bn`` and ``{name}_{activation}``.
+    """
+    conv = {1: layers.Conv1D, 2: layers.Conv2D, 3: layers.Conv3D}[dims]
+    x = conv(filters, kernel_size, strides=strides, padding=padding, use_bias=not use_bn,
+             groups=groups, dilation_rate=dilation_rate, name=f"{name}_conv")(x)
+    if use_bn:
+        x = layers.BatchNormalization(epsilon=1e-5, name=f"{name}_bn")(x)
+    if activation:
+        x = layers.Activation(activation, name=f"{name}_{activation}")(x)
+    return x
+
+
+def classifier_head(x, num_classes: int, *, dropout: float = 0.0, name: str = "logits"):
+    """Dropout then the float32 logits layer every zoo model ends with (mixed precision safe)."""
+    if dropout:
+        x = layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    return layers.Dense(num_classes, dtype="float32", name=name)(x)
+
+
+def pool_and_classify(x, num_classes: int, *, dropout: float = 0.0, prefix: str = "head"):
+    """Global average pool of a 5D [B, T, H, W, C] feature map followed by the logits layer."""
+    x = layers.GlobalAveragePooling3D(name=f"{prefix}_pool")(x)
+    return classifier_head(x, num_classes, dropout=dropout)
+
+
+def video_input(input_shape, *, modality: str = "rgb", channels: int | None = None):
+    """The named float32 Input layer ("rgb" or "flow") of a single-input zoo model."""
+    return keras.Input(shape=input_shape, dtype="float32", name=modality)
+
+
+# --------------------------------------------------------------------------- layers
+
+
+@keras.saving.register_keras_serializable(package="kvid")
+class FoldTime(layers.Layer):
+    """[B, T, ...] -> [B*T, ...] so a per-frame model runs once over all frames.
+
+    Faster to build and run than ``TimeDistributed``, which in Keras 3 unrolls a Python
+    loop over the time axis.
+    """
+
+    def call(self, x):
+        return ops.reshape(x, (-1,) + tuple(x.shape[2:]))
+
+    def compute_output_shape(self, input_shape):
+        b, t = input_shape[0], input_shape[1]
+        return ((b * t if b is not None and t is not None else None),) + tuple(input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package="kvid")
+class UnfoldTime(layers.Layer):
+    """[B*T, ...] -> [B, T, ...], the inverse of :class:`FoldTime`."""
+
+    def __init__(self, timesteps: int, **kwargs):
+        super().__init__(**kwargs)
+        self.timesteps = int(timesteps)
+
+    def call(self, x):
+        return ops.reshape(x, (-1, self.timesteps) + tuple(x.shape[1:]))
+
+    def compute_output_shape(self, input_shape):
+        return (None, self.timesteps) + tuple(input_shape[1:])
+
+    def get_config(self):
+        return {**super().get_config(), "timesteps": self.timesteps}
+
+
+def per_frame(model: keras.Model, x, *, name: str):
+    """Applies a frame model ([B, H, W, C] -> features) to every frame of x [B, T, H, W, C]."""
+    timesteps = x.shape[1]
+    y = FoldTime(name=f"{name}_fold")(x)
+    y = model(y)
+    return UnfoldTime(timesteps, name=f"{name}_unfold")(y)
+
+
+@keras.saving.register_keras_serializable(package="kvid")
+class ChannelAffine(layers.Layer):
+    """y = x[..., perm] * scale + offset per channel: converts between input normalizations."""
+
+    def __init__(self, scale: Sequence[float], offset: Sequence[float],
+                 reverse_channels: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.scale = [float(s) for s in scale]
+        self.offset = [float(o) for o in offset]
+        self.reverse_channels = bool(reverse_channels)
+
+    def call(self, x):
+        if self.reverse_channels:
+            x = ops.flip(x, axis=-1)
+        scale = ops.convert_to_tensor(self.scale, dtype=x.dtype)
+        offset = ops.convert_to_tensor(self.offset, dtype=x.dtype)
+        return x * scale + offset
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale, "offset": self.offset,
+                "reverse_channels": self.reverse_channels}
+
+
+@keras.saving.register_keras_serializable(package="kvid")
+class SliceAxis(layers.Layer):
+    """x[..., start:stop] along ``axis`` (a serializable replacement for a slicing Lambda)."""
+
+    def __init__(self, start: int, stop: int | None = None, axis: int = -1, step: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.start, self.stop, self.axis, self.step = start, stop, axis, step
+
+    def call(self, x):
+        index = [slice(None)] * len(x.shape)
+        index[self.axis] = slice(self.start, self.stop, self.step)
+        return x[tuple(index)]
+
+    def get_config(self):
+        return {**super().get_config(), "start": self.start, "stop": self.stop,
+                "axis": self.axis, "step": self.step}
+
+
+@keras.saving.register_keras_serializable(package="kvid")
+class MeanOverAxis(layers.Layer):
+    """Mean over one axis (e.g. the time axis of per-step logits), optionally keeping it."""
+
+    def __init__(self, axis: int = 1, keepdims: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.axis, self.keepdims = axis, keepdims
+
+    def call(self, x):
+        return ops.mean(x, axis=self.axis, keepdims=self.keepdims)
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "keepdims": self.keepdims}

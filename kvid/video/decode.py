@@ -1,0 +1,157 @@
+"""Video decoding with PyAV: the one decoder used by ingest, the from-video loader and predict.
+
+Frames are selected by presentation timestamps, not frame indices, so variable-frame-rate
+video and fps resampling give the frame that is on screen at each target time. Pixel
+conversion (the costly part for small videos, see PERF.md) is done only for kept frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterator
+
+import av
+import numpy as np
+
+# Reasons written to dead letters; stable strings that users can grep and count.
+UNREADABLE = "unreadable"  # cannot open: missing, permission, not a media file
+NO_VIDEO_STREAM = "no_video_stream"
+DECODE_ERROR = "decode_error"  # corrupt or truncated stream
+EMPTY = "empty"  # zero-byte file, or no frame in the requested range
+
+
+class VideoError(Exception):
+    """A video that cannot give frames; ``reason`` is one of the constants above."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoInfo:
+    fps: float  # average frame rate of the stream (0 if unknown)
+    duration: float  # seconds (0 if unknown)
+    num_frames: int  # as declared by the container (0 if unknown)
+    width: int
+    height: int
+    codec: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    index: int  # position in the output sequence (at the target fps)
+    source_index: int  # position in the decoded stream
+    time: float  # presentation time in seconds
+    rgb: np.ndarray  # [H, W, 3] uint8
+
+
+def _open(path: str):
+    if not os.path.exists(path):
+        raise VideoError(UNREADABLE, f"no such file: {path}")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise VideoError(EMPTY, f"zero-byte file: {path}")
+    try:
+        container = av.open(path)
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+        raise VideoError(UNREADABLE, f"{type(e).__name__}: {e}") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoError(NO_VIDEO_STREAM, f"no video stream in {path}")
+    return container
+
+
+def probe(path: str) -> VideoInfo:
+    """Reads the container header only."""
+    with _open(path) as container:
+        s = container.streams.video[0]
+        rate = s.average_rate or s.guessed_rate
+        duration = float(s.duration * s.time_base) if s.duration and s.time_base else 0.0
+        if not duration and container.duration:
+            duration = container.duration / av.time_base
+        return VideoInfo(
+            fps=float(rate) if rate else 0.0,
+            duration=duration,
+            num_frames=int(s.frames or 0),
+            width=s.codec_context.width,
+            height=s.codec_context.height,
+            codec=s.codec_context.name,
+        )
+
+
+def iter_frames(
+    path: str,
+    *,
+    fps: float | None = None,
+    start_sec: float | None = None,
+    end_sec: float | None = None,
+    threads: int = 1,
+) -> Iterator[Frame]:
+    """Yields RGB frames of the first video stream.
+
+    With ``fps``, output frame k is the frame on screen at time ``t0 + k / fps`` (t0 = the
+    first frame's time, or ``start_sec``): frames are dropped when downsampling and repeated
+    when upsampling. ``threads=1`` (one decoder thread per worker process) scales best
+    across processes. Raises :class:`VideoError` for unreadable or corrupt input, also
+    mid-stream, so a truncated file is never mistaken for a short one.
+    """
+    if fps is not None and fps <= 0:
+        raise ValueError(f"fps must be positive. Received: fps={fps}")
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_count = max(1, threads)
+        stream.thread_type = "SLICE" if threads == 1 else "AUTO"
+        rate = float(stream.average_rate or stream.guessed_rate or 25.0)
+        if start_sec:
+            # Seek to the keyframe before start; decoding then skips frames up to it.
+            offset = int(start_sec / stream.time_base) if stream.time_base else 0
+            container.seek(max(0, offset), stream=stream, backward=True, any_frame=False)
+        eps = 1e-6
+        t0 = start_sec  # time of output frame 0 (the first frame's time when None)
+        held = None  # (source_index, time, av.VideoFrame): last frame not yet emitted
+        out = 0
+        source_index = -1
+
+        def target(k):
+            return t0 + k / fps
+
+        try:
+            for frame in container.decode(stream):
+                source_index += 1
+                t = frame.time if frame.time is not None else source_index / rate
+                if end_sec is not None and t >= end_sec - eps:
+                    break
+                if start_sec is not None and t < start_sec - eps:
+                    held = (source_index, t, frame)  # may be on screen at start_sec
+                    continue
+                if fps is None:
+                    yield Frame(out, source_index, t, frame.to_ndarray(format="rgb24"))
+                    out += 1
+                    continue
+                if t0 is None:
+                    t0 = t
+                # The held frame is on screen for every target time before this frame.
+                while held is not None and target(out) < t - eps:
+                    yield Frame(out, held[0], held[1], held[2].to_ndarray(format="rgb24"))
+                    out += 1
+                held = (source_index, t, frame)
+        except av.error.FFmpegError as e:
+            raise VideoError(
+                DECODE_ERROR, f"{type(e).__name__} after {source_index + 1} frames: {e}"
+            ) from e
+        if fps is not None and held is not None and t0 is not None:
+            # The last frame stays on screen for one frame period (or up to end_sec).
+            stop = held[1] + 1.0 / rate
+            if end_sec is not None:
+                stop = min(stop, end_sec)
+            while target(out) < stop - eps:
+                yield Frame(out, held[0], held[1], held[2].to_ndarray(format="rgb24"))
+                out += 1
+        if out == 0:
+            where = " in the requested time range" if (start_sec or end_sec) else ""
+            raise VideoError(EMPTY, f"no frame decoded{where}")
+    finally:
+        container.close()

@@ -1,0 +1,62 @@
+"""Which frames of a video form which clip: shared by ingest, the from-video loader and predict."""
+
+from __future__ import annotations
+
+SHORT_POLICIES = ("loop", "repeat_last", "reject")
+
+
+class TooShortError(ValueError):
+    """A video has fewer frames than one clip and the policy is ``reject``."""
+
+
+def window_clips(
+    num_frames: int,
+    clip_frames: int,
+    *,
+    stride: int | None = None,
+    max_clips: int | None = None,
+    short_policy: str = "loop",
+) -> list[list[int]]:
+    """Frame indices of each clip of ``clip_frames`` consecutive frames.
+
+    Clips start every ``stride`` frames (default: ``clip_frames``, no overlap); with
+    ``max_clips`` the clips are spread evenly over the video rather than taking the first
+    ones. A video shorter than one clip is looped, padded with its last frame, or rejected.
+    """
+    if clip_frames < 1:
+        raise ValueError(f"clip_frames must be >= 1. Received: clip_frames={clip_frames}")
+    if short_policy not in SHORT_POLICIES:
+        raise ValueError(f"short_policy must be one of {SHORT_POLICIES}. "
+                         f"Received: short_policy={short_policy!r}")
+    if num_frames <= 0:
+        return []
+    if num_frames < clip_frames:
+        if short_policy == "reject":
+            raise TooShortError(f"{num_frames} frames, fewer than one clip of {clip_frames}")
+        if short_policy == "loop":
+            return [[i % num_frames for i in range(clip_frames)]]
+        return [[min(i, num_frames - 1) for i in range(clip_frames)]]
+    stride = stride or clip_frames
+    starts = list(range(0, num_frames - clip_frames + 1, stride))
+    if max_clips and len(starts) > max_clips:
+        if max_clips == 1:
+            starts = [(num_frames - clip_frames) // 2]
+        else:
+            last = num_frames - clip_frames
+            starts = [round(i * last / (max_clips - 1)) for i in range(max_clips)]
+    return [list(range(s, s + clip_frames)) for s in starts]
+
+
+def segment_indices(num_frames: int, num_segments: int, snippet: int = 1) -> list[list[int]]:
+    """TSN: the center snippet of each of ``num_segments`` equal segments (evaluation view)."""
+    if num_segments < 1 or snippet < 1:
+        raise ValueError(f"num_segments and snippet must be >= 1. "
+                         f"Received: num_segments={num_segments}, snippet={snippet}")
+    if num_frames <= 0:
+        return []
+    seg = num_frames / num_segments
+    out = []
+    for k in range(num_segments):
+        start = int(k * seg + max(0.0, (seg - snippet) / 2))
+        out.append([min(start + j, num_frames - 1) for j in range(snippet)])
+    return out
