@@ -5,8 +5,8 @@ that moves left/right/up/down, rotates clockwise/counter-clockwise, or grows/shr
 trajectory is centred on a random point, so the object's position, angle and size in any
 single frame have the same distribution for opposite classes: a single-frame model stays
 near chance while a temporal model learns the task. Videos are real mp4 files (H.264 via
-PyAV) in ``root/<label>/<video>.mp4``; the "actor" (a fixed palette and background style)
-is the video's group, so splits by group keep an actor's videos together.
+PyAV) in ``root/<label>/<video>.mp4``; the "actor" (a lighting gradient shared by its
+videos) is the video's group, so splits by group keep an actor's videos together.
 """
 
 from __future__ import annotations
@@ -54,9 +54,9 @@ class SynthConfig:
 
 
 def _background(rng: np.random.Generator, actor_rng: np.random.Generator, size: int) -> np.ndarray:
-    base = actor_rng.uniform(40, 200, size=3)
+    base = rng.uniform(40, 200, size=3)
     noise = rng.normal(0, 1, size=(size // 8 + 1, size // 8 + 1, 3))
-    texture = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC) * 25.0
+    texture = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC) * 12.0
     ramp = np.linspace(-20, 20, size)[None, :, None] * actor_rng.uniform(-1, 1, size=3)
     return np.clip(base + texture + ramp, 0, 255).astype(np.float32)
 
@@ -80,10 +80,11 @@ def render_video(label: str, cfg: SynthConfig, rng: np.random.Generator,
     """Yields ``cfg.frames`` RGB uint8 frames of one video of class ``label``."""
     n, size = cfg.frames, cfg.size
     bg = _background(rng, actor_rng, size)
-    color = actor_rng.uniform(0, 255, size=3)
-    color = np.clip(color + rng.normal(0, 20, 3), 0, 255)
+    # The object contrasts with the actor's background; its colour varies per video, so
+    # colour says nothing about the class.
+    color = np.clip(255 - bg.mean(axis=(0, 1)) + rng.normal(0, 40, 3), 0, 255)
     kind = int(rng.integers(3))
-    radius = size * rng.uniform(0.12, 0.18)
+    radius = size * rng.uniform(0.14, 0.2)
     speed = size * rng.uniform(0.012, 0.022)  # pixels per frame
     spin = rng.uniform(0.06, 0.12)  # radians per frame
     growth = rng.uniform(0.010, 0.018)  # fraction of radius per frame
@@ -95,8 +96,8 @@ def render_video(label: str, cfg: SynthConfig, rng: np.random.Generator,
         else size / 2
     angle0 = rng.uniform(0, 2 * math.pi)
     distractors = [
-        (rng.uniform(0, size, 2), rng.uniform(3, size * 0.06), rng.uniform(0, 255, 3))
-        for _ in range(int(rng.integers(1, 4)))
+        (rng.uniform(0, size, 2), rng.uniform(2, size * 0.04), rng.uniform(0, 255, 3))
+        for _ in range(int(rng.integers(0, 3)))
     ]
     for i in range(n):
         u = i / max(1, n - 1) - 0.5  # -0.5 .. 0.5 over the video: trajectories are centred
@@ -124,7 +125,7 @@ def render_video(label: str, cfg: SynthConfig, rng: np.random.Generator,
             cv2.circle(frame, (int(pos[0]), int(pos[1])), int(dr), dcol.tolist(), -1)
         pts = _shape_points(kind, x, y, r, a)
         cv2.fillPoly(frame, [np.round(pts).astype(np.int32)], color.tolist(), lineType=cv2.LINE_AA)
-        frame += rng.normal(0, 4.0, frame.shape).astype(np.float32)
+        frame += rng.normal(0, 3.0, frame.shape).astype(np.float32)
         yield np.clip(frame, 0, 255).astype(np.uint8)
 
 

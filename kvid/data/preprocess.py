@@ -11,6 +11,24 @@ import tensorflow as tf
 NORMALIZATIONS = ("unit", "symmetric", "imagenet")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+_MAX_UNROLL = 128  # longest static clip whose JPEG decodes are unrolled in the graph
+
+
+def decode_jpegs(jpegs: tf.Tensor, window: tf.Tensor | None = None) -> tf.Tensor:
+    """[T] JPEG strings -> uint8 [T, h, w, 3], only inside ``window`` (y, x, h, w) if given.
+
+    With a static T the decodes are unrolled (about 10% faster than ``tf.map_fn`` for
+    16 small frames); a dynamic T (serving) goes through ``tf.map_fn``.
+    """
+    def one(b):
+        if window is None:
+            return tf.io.decode_jpeg(b, channels=3, dct_method="INTEGER_FAST")
+        return tf.io.decode_and_crop_jpeg(b, window, channels=3, dct_method="INTEGER_FAST")
+
+    n = jpegs.shape[0] if jpegs.shape.rank == 1 else None
+    if n is not None and 0 < n <= _MAX_UNROLL:
+        return tf.stack([one(jpegs[i]) for i in range(n)])
+    return tf.map_fn(one, jpegs, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
 
 
 def decode_frames(jpegs: tf.Tensor, image_size: tuple[int, int] | None = None) -> tf.Tensor:
@@ -19,19 +37,20 @@ def decode_frames(jpegs: tf.Tensor, image_size: tuple[int, int] | None = None) -
     Resizing scales the short side to cover ``image_size`` and center-crops, as ingest does,
     so clients may send frames of any size.
     """
-    frames = tf.map_fn(
-        lambda b: tf.io.decode_jpeg(b, channels=3, dct_method="INTEGER_FAST"),
-        jpegs, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8),
-    )
-    frames = tf.cast(frames, tf.float32)
+    frames = tf.cast(decode_jpegs(jpegs), tf.float32)
     if image_size is None:
         return frames
     return resize_cover_crop(frames, image_size)
 
 
-def resize_cover_crop(frames: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
-    """[T, h, w, C] -> [T, H, W, C]: scale to cover (H, W) and take the center crop."""
+def resize_cover(frames: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
+    """[T, h, w, C] -> [T, h', w', C] float32, scaled (aspect kept) to just cover (H, W).
+
+    Frames that already have the covering size are not resampled, so stored frames of the
+    model's size pass through bit-exact.
+    """
     th, tw = int(image_size[0]), int(image_size[1])
+    frames = tf.cast(frames, tf.float32)  # resizing float is faster than uint8, same values
     shape = tf.shape(frames)
     h, w = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
     scale = tf.maximum(th / h, tw / w)
@@ -42,8 +61,15 @@ def resize_cover_crop(frames: tf.Tensor, image_size: tuple[int, int]) -> tf.Tens
         return tf.image.resize(frames, tf.stack([nh, nw]), method="bilinear")
 
     same = tf.logical_and(tf.equal(shape[1], nh), tf.equal(shape[2], nw))
-    resized = tf.cond(same, lambda: tf.cast(frames, tf.float32), resize)
-    y, x = (nh - th) // 2, (nw - tw) // 2
+    return tf.cond(same, lambda: frames, resize)
+
+
+def resize_cover_crop(frames: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
+    """[T, h, w, C] -> [T, H, W, C]: scale to cover (H, W) and take the center crop."""
+    th, tw = int(image_size[0]), int(image_size[1])
+    resized = resize_cover(frames, image_size)
+    shape = tf.shape(resized)
+    y, x = (shape[1] - th) // 2, (shape[2] - tw) // 2
     out = resized[:, y:y + th, x:x + tw, :]
     return tf.ensure_shape(out, [None, th, tw, frames.shape[-1]])
 

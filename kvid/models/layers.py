@@ -16,18 +16,25 @@ from keras import layers, ops
 
 
 def check_input_shape(input_shape, *, rank: int = 4, channels: int | None = None,
-                      name: str = "input_shape") -> tuple[int, ...]:
-    """Returns ``input_shape`` as a tuple of positive ints after checking its rank.
+                      allow_none: bool = False, name: str = "input_shape") -> tuple:
+    """Returns ``input_shape`` as a tuple after checking its rank and entries.
 
     ``rank`` counts the dimensions without the batch, e.g. 4 for ``(T, H, W, C)``.
+    ``allow_none`` lets fully convolutional models take variable T, H, W (multigrid training);
+    the channels must always be known.
     """
     if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence):
         raise ValueError(f"`{name}` must be a tuple of {rank} ints. Received: {name}={input_shape!r}")
     shape = tuple(input_shape)
-    if len(shape) != rank or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise ValueError(
-            f"`{name}` must be a tuple of {rank} positive ints. Received: {name}={input_shape!r}"
-        )
+
+    def ok(d, last):
+        if d is None:
+            return allow_none and not last
+        return isinstance(d, int) and not isinstance(d, bool) and d > 0
+
+    if len(shape) != rank or not all(ok(d, i == rank - 1) for i, d in enumerate(shape)):
+        what = "positive ints (None allowed before the channels)" if allow_none else "positive ints"
+        raise ValueError(f"`{name}` must be a tuple of {rank} {what}. Received: {name}={input_shape!r}")
     if channels is not None and shape[-1] != channels:
         raise ValueError(
             f"`{name}` must have {channels} channels last. Received: {name}={input_shape!r}"
@@ -92,13 +99,23 @@ def classifier_head(x, num_classes: int, *, dropout: float = 0.0, name: str = "l
     return layers.Dense(num_classes, dtype="float32", name=name)(x)
 
 
-def pool_and_classify(x, num_classes: int, *, dropout: float = 0.0, prefix: str = "head"):
-    """Global average pool of a 5D [B, T, H, W, C] feature map followed by the logits layer."""
+def fc_head(x, num_classes: int, *, fc_units=(), dropout: float = 0.0, first_index: int = 6):
+    """ReLU fully connected layers ``fc6, fc7, ...`` (each followed by dropout), then logits."""
+    for i, units in enumerate(fc_units):
+        x = layers.Dense(units, activation="relu", name=f"fc{first_index + i}")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name=f"fc{first_index + i}_dropout")(x)
+    return classifier_head(x, num_classes)
+
+
+def pool_and_classify(x, num_classes: int, *, dropout: float = 0.0, prefix: str = "head",
+                      name: str = "logits"):
+    """Global average pool of a 5D [B, T, H, W, C] feature map followed by a logits layer."""
     x = layers.GlobalAveragePooling3D(name=f"{prefix}_pool")(x)
-    return classifier_head(x, num_classes, dropout=dropout)
+    return classifier_head(x, num_classes, dropout=dropout, name=name)
 
 
-def video_input(input_shape, *, modality: str = "rgb", channels: int | None = None):
+def video_input(input_shape, modality: str = "rgb"):
     """The named float32 Input layer ("rgb" or "flow") of a single-input zoo model."""
     return keras.Input(shape=input_shape, dtype="float32", name=modality)
 
@@ -138,14 +155,6 @@ class UnfoldTime(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "timesteps": self.timesteps}
-
-
-def per_frame(model: keras.Model, x, *, name: str):
-    """Applies a frame model ([B, H, W, C] -> features) to every frame of x [B, T, H, W, C]."""
-    timesteps = x.shape[1]
-    y = FoldTime(name=f"{name}_fold")(x)
-    y = model(y)
-    return UnfoldTime(timesteps, name=f"{name}_unfold")(y)
 
 
 @keras.saving.register_keras_serializable(package="kvid")
@@ -202,3 +211,68 @@ class MeanOverAxis(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "keepdims": self.keepdims}
+
+
+@keras.saving.register_keras_serializable(package="kvid")
+class StackFrames(layers.Layer):
+    """Stacks L consecutive frames into channels: [B, G*L, H, W, c] -> [B, G, H, W, L*c].
+
+    The temporal stream of Simonyan & Zisserman (2014) sees L x/y flow fields as one
+    2L-channel image; G is the number of stacks (1 for two-stream, K segments for TSN);
+    MotionNet stacks RGB frames the same way.
+    Channels are ordered frame-major: (x_1, y_1, x_2, y_2, ...).
+    """
+
+    def __init__(self, groups: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.groups = int(groups)
+
+    def call(self, x):
+        _, t, h, w, c = x.shape
+        length = t // self.groups
+        x = ops.reshape(x, (-1, self.groups, length, h, w, c))
+        x = ops.transpose(x, (0, 1, 3, 4, 2, 5))
+        return ops.reshape(x, (-1, self.groups, h, w, length * c))
+
+    def compute_output_shape(self, input_shape):
+        _, t, h, w, c = input_shape
+        return (input_shape[0], self.groups, h, w, (t // self.groups) * c)
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups}
+
+
+def same_padding(size, kernel: int, stride: int) -> tuple[int, int]:
+    """(before, after) padding that reproduces TensorFlow's "same" convolution padding."""
+    if size is None:
+        raise ValueError("Explicit 'same' padding needs a static size. Received: size=None")
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+@keras.saving.register_keras_serializable(package="kvid")
+class SamePad3D(layers.Layer):
+    """Explicit TF-"same" padding of [B, T, H, W, C] before a "valid" Conv3D.
+
+    Space is zero padded exactly as a "same" conv would; time is padded with ``time_mode``
+    "symmetric" (mirrored frames) instead of zeros, so that a video of one repeated frame
+    stays constant at the clip boundaries: the inflated I3D then computes exactly what its
+    2D source net computes on that frame (Carreira & Zisserman's "boring video" fixed point).
+    """
+
+    def __init__(self, kernel_size, strides, time_mode: str = "symmetric", **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size = tuple(int(k) for k in kernel_size)
+        self.strides = tuple(int(s) for s in strides)
+        self.time_mode = check_choice(time_mode, ("symmetric", "reflect", "constant"), "time_mode")
+
+    def call(self, x):
+        pads = [same_padding(x.shape[i + 1], k, s)
+                for i, (k, s) in enumerate(zip(self.kernel_size, self.strides))]
+        x = ops.pad(x, [(0, 0), pads[0], (0, 0), (0, 0), (0, 0)], mode=self.time_mode)
+        return ops.pad(x, [(0, 0), (0, 0), pads[1], pads[2], (0, 0)])
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size, "strides": self.strides,
+                "time_mode": self.time_mode}

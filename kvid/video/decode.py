@@ -15,9 +15,12 @@ import av
 import numpy as np
 
 # Reasons written to dead letters; stable strings that users can grep and count.
-UNREADABLE = "unreadable"  # cannot open: missing, permission, not a media file
+MISSING_FILE = "missing_file"
+UNREADABLE = "unreadable"  # cannot be read: permission, I/O error
+INVALID_DATA = "invalid_data"  # not a media file, or a header too broken to open
 NO_VIDEO_STREAM = "no_video_stream"
-DECODE_ERROR = "decode_error"  # corrupt or truncated stream
+DECODE_ERROR = "decode_error"  # corrupt stream: the decoder gave up mid-way
+TRUNCATED = "truncated"  # frames stop well before the duration the container declares
 EMPTY = "empty"  # zero-byte file, or no frame in the requested range
 
 
@@ -50,12 +53,14 @@ class Frame:
 
 def _open(path: str):
     if not os.path.exists(path):
-        raise VideoError(UNREADABLE, f"no such file: {path}")
+        raise VideoError(MISSING_FILE, f"no such file: {path}")
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         raise VideoError(EMPTY, f"zero-byte file: {path}")
     try:
         container = av.open(path)
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
+    except (av.error.InvalidDataError, UnicodeDecodeError) as e:
+        raise VideoError(INVALID_DATA, f"{type(e).__name__}: {e}") from e
+    except (av.error.FFmpegError, OSError) as e:  # PermissionError, IsADirectoryError, EIO...
         raise VideoError(UNREADABLE, f"{type(e).__name__}: {e}") from e
     if not container.streams.video:
         container.close()
@@ -81,6 +86,19 @@ def probe(path: str) -> VideoInfo:
         )
 
 
+def _declared_span(stream, container) -> tuple[float, float]:
+    """(duration in seconds, tolerance) the container declares for the video stream, (0, 0)
+    when unknown. The stream's own duration is trusted closely; the container's (which can
+    include a longer audio track) loosely."""
+    if stream.duration and stream.time_base:
+        duration = float(stream.duration * stream.time_base)
+        return duration, max(2.5 / float(stream.average_rate or 25), 0.02 * duration)
+    if container.duration:
+        duration = container.duration / av.time_base
+        return duration, 0.5 + 0.05 * duration
+    return 0.0, 0.0
+
+
 def iter_frames(
     path: str,
     *,
@@ -91,38 +109,58 @@ def iter_frames(
 ) -> Iterator[Frame]:
     """Yields RGB frames of the first video stream.
 
-    With ``fps``, output frame k is the frame on screen at time ``t0 + k / fps`` (t0 = the
-    first frame's time, or ``start_sec``): frames are dropped when downsampling and repeated
-    when upsampling. ``threads=1`` (one decoder thread per worker process) scales best
-    across processes. Raises :class:`VideoError` for unreadable or corrupt input, also
-    mid-stream, so a truncated file is never mistaken for a short one.
+    Times are seconds from the stream's start (a stream whose first timestamp is 1.4 s
+    starts at 0 here). With ``fps``, output frame k is the frame on screen at time
+    ``t0 + k / fps`` (t0 = the first frame's time, or ``start_sec``): frames are dropped when
+    downsampling and repeated when upsampling; only kept frames are converted to RGB.
+    ``threads=1`` (one decoder thread per worker process) scales best across processes.
+    Raises :class:`VideoError` for unreadable or corrupt input, also mid-stream, and
+    (``TRUNCATED``) when the frames stop well before the declared duration, so a truncated
+    file is never mistaken for a short one.
     """
     if fps is not None and fps <= 0:
         raise ValueError(f"fps must be positive. Received: fps={fps}")
+    if start_sec is not None and end_sec is not None and end_sec <= start_sec:
+        raise ValueError(f"end_sec must be greater than start_sec. "
+                         f"Received: start_sec={start_sec}, end_sec={end_sec}")
     container = _open(path)
     try:
         stream = container.streams.video[0]
         stream.thread_count = max(1, threads)
         stream.thread_type = "SLICE" if threads == 1 else "AUTO"
         rate = float(stream.average_rate or stream.guessed_rate or 25.0)
-        if start_sec:
+        time_base = float(stream.time_base) if stream.time_base else 0.0
+        origin = stream.start_time * time_base if stream.start_time is not None else None
+        seeked = False
+        if start_sec and time_base:
             # Seek to the keyframe before start; decoding then skips frames up to it.
-            offset = int(start_sec / stream.time_base) if stream.time_base else 0
+            offset = int((start_sec + (origin or 0.0)) / time_base)
             container.seek(max(0, offset), stream=stream, backward=True, any_frame=False)
+            seeked = True
         eps = 1e-6
         t0 = start_sec  # time of output frame 0 (the first frame's time when None)
         held = None  # (source_index, time, av.VideoFrame): last frame not yet emitted
         out = 0
         source_index = -1
+        last_t = None
+        ended_early = False  # stopped at end_sec rather than at the end of the stream
 
         def target(k):
             return t0 + k / fps
 
         try:
             for frame in container.decode(stream):
-                source_index += 1
-                t = frame.time if frame.time is not None else source_index / rate
+                if frame.time is None:
+                    t = (source_index + 1) / rate
+                else:
+                    if origin is None:
+                        origin = frame.time
+                    t = frame.time - origin
+                # After a seek, count from the frame's time, not from the seek point.
+                source_index = round(t * rate) if seeked and source_index < 0 else source_index + 1
+                last_t = t
                 if end_sec is not None and t >= end_sec - eps:
+                    ended_early = True
                     break
                 if start_sec is not None and t < start_sec - eps:
                     held = (source_index, t, frame)  # may be on screen at start_sec
@@ -142,6 +180,12 @@ def iter_frames(
             raise VideoError(
                 DECODE_ERROR, f"{type(e).__name__} after {source_index + 1} frames: {e}"
             ) from e
+        if not ended_early and last_t is not None:
+            declared, tolerance = _declared_span(stream, container)
+            needed = min(declared, end_sec) if end_sec is not None else declared
+            if declared and last_t + 1.0 / rate < needed - tolerance:
+                raise VideoError(TRUNCATED, f"frames end at {last_t + 1.0 / rate:.2f} s but the "
+                                            f"container declares {declared:.2f} s")
         if fps is not None and held is not None and t0 is not None:
             # The last frame stays on screen for one frame period (or up to end_sec).
             stop = held[1] + 1.0 / rate

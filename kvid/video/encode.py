@@ -10,6 +10,13 @@ import av
 import numpy as np
 
 
+# Pixel format per codec when none is given: what players expect for lossy codecs, RGB for
+# the lossless ones (yuv420p would halve their chroma), a palette-free 8-bit RGB for gif.
+DEFAULT_PIX_FMT = {"libx264": "yuv420p", "h264": "yuv420p", "mpeg4": "yuv420p",
+                   "libvpx": "yuv420p", "libvpx-vp9": "yuv420p", "libx264rgb": "rgb24",
+                   "ffv1": "bgr0", "gif": "rgb8"}
+
+
 def write_video(
     path: str,
     frames: Iterable[np.ndarray],
@@ -35,10 +42,7 @@ def write_video(
                     h, w = rgb.shape[:2]
                     stream = container.add_stream(codec, rate=rate, options=options or {})
                     stream.width, stream.height = w, h
-                    if pix_fmt:
-                        stream.pix_fmt = pix_fmt
-                    elif codec in ("libx264", "mpeg4", "libvpx-vp9", "libvpx", "h264"):
-                        stream.pix_fmt = "yuv420p"
+                    stream.pix_fmt = pix_fmt or DEFAULT_PIX_FMT.get(codec, stream.pix_fmt)
                     if codec == "libx264":  # one slice per frame, like real videos (PERF.md)
                         stream.codec_context.options = {**(options or {}), "x264-params": "slices=1"}
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")

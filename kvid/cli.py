@@ -1,0 +1,279 @@
+"""``kvid <verb>``: the command line. Flags are parsed here into the library's configs.
+
+Heavy imports (TensorFlow, Beam) happen inside the verbs, so ``kvid --help`` is instant.
+A bad argument or a user error ends in one line on stderr, never a traceback
+(set ``KVID_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+VERBS = {
+    "synth": "write the synthetic motion dataset (real mp4 videos)",
+    "ingest": "decode videos into TFRecord clip shards with Apache Beam",
+    "train": "train a model of the zoo on clip shards",
+    "evaluate": "top-1/top-5, per-class accuracy, confusion matrix, video-level scores",
+    "export": "write a SavedModel with kvid's serving signatures",
+    "serve": "serve SavedModels with the TF Serving REST/gRPC API (development server)",
+    "predict": "classify a video with a served model (REST or gRPC)",
+    "demo": "the whole flow on synthetic data: synth, ingest, train, evaluate, export, serve",
+    "pipeline": "run or compile the TFX pipeline (pipeline/kvid.py)",
+    "models": "list the model zoo",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``kvid train: error: ... (see kvid train --help)``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_synth_args(p):
+    p.add_argument("output", help="folder to write root/<label>/<video>.mp4 into")
+    p.add_argument("--classes", type=int, default=8, help="number of classes (2-8)")
+    p.add_argument("--videos-per-class", type=int, default=12)
+    p.add_argument("--frames", type=int, default=32, help="frames per video")
+    p.add_argument("--fps", type=float, default=25.0)
+    p.add_argument("--size", type=int, default=96, help="frame height and width")
+    p.add_argument("--actors", type=int, default=6, help="groups that must not straddle splits")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _synth_config(args):
+    from kvid.synth import SynthConfig
+
+    return SynthConfig(num_classes=args.classes, videos_per_class=args.videos_per_class,
+                       frames=args.frames, fps=args.fps, size=args.size, actors=args.actors,
+                       seed=args.seed)
+
+
+def _cmd_synth(args) -> int:
+    from kvid.synth import generate
+
+    cfg = _synth_config(args)
+    paths = generate(args.output, cfg, progress=True)
+    print(f"wrote {len(paths)} videos of {cfg.num_classes} classes to {args.output}")
+    return 0
+
+
+def _add_train_args(p):
+    p.add_argument("--data", required=True, help="clip shards (kvid ingest output)")
+    p.add_argument("--model", default="cnn_gru", help="a name from 'kvid models'")
+    p.add_argument("--model-args", default="{}", type=json.loads,
+                   help='builder keyword arguments as JSON, e.g. \'{"units": 64}\'')
+    p.add_argument("--output", required=True, help="run folder (checkpoints, logs, plots)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--clip-frames", type=int, help="default: the stored clip length")
+    p.add_argument("--image-size", type=int, help="default: the stored frame size")
+    p.add_argument("--sampling", default="dense", choices=("dense", "uniform", "segments"))
+    p.add_argument("--no-flip", dest="flip", action="store_false",
+                   help="no random horizontal flips (needed when mirroring changes the class, "
+                        "as for the synthetic move_left/move_right data)")
+    p.add_argument("--optimizer", default="adam", choices=("sgd", "adam", "adamw"))
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--schedule", default="cosine",
+                   choices=("constant", "cosine", "step", "multigrid"))
+    p.add_argument("--warmup", type=float, default=0.0, help="warm-up epochs")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU)")
+    p.add_argument("--pretrained", help="weights file to start from (.weights.h5 / .keras)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _train_config(args):
+    from kvid.train.trainer import TrainConfig
+
+    return TrainConfig(
+        data_dir=args.data, output_dir=args.output, model=args.model,
+        model_kwargs=args.model_args, epochs=args.epochs, batch_size=args.batch_size,
+        clip_frames=args.clip_frames, image_size=args.image_size, sampling=args.sampling,
+        flip=args.flip,
+        optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
+        warmup_epochs=args.warmup, weight_decay=args.weight_decay,
+        label_smoothing=args.label_smoothing, mixed_precision=args.mixed_precision,
+        pretrained=args.pretrained, resume=args.resume, steps_per_epoch=args.steps_per_epoch,
+        seed=args.seed)
+
+
+def _cmd_train(args) -> int:
+    from kvid.train.trainer import train
+
+    result = train(_train_config(args))
+    last = {k: round(v[-1], 4) for k, v in result.history.items() if v}
+    print(json.dumps({"output": result.output_dir, "final": last}))
+    return 0
+
+
+def _add_evaluate_args(p):
+    p.add_argument("run", help="run folder written by 'kvid train' (or a .keras file)")
+    p.add_argument("--data", help="clip shards (default: the run's training data)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--clips", type=int, default=4, help="temporal clips per video (video level)")
+    p.add_argument("--crops", type=int, default=1, choices=(1, 3),
+                   help="spatial crops per clip (video level)")
+    p.add_argument("--output", help="folder for report.json and PNGs (default: RUN/eval-SPLIT)")
+    p.add_argument("--batch-size", type=int, default=8)
+
+
+def _cmd_evaluate(args) -> int:
+    from kvid.train.evaluate import evaluate_run
+
+    report = evaluate_run(args.run, data_dir=args.data, split=args.split,
+                          num_clips=args.clips, num_crops=args.crops,
+                          output_dir=args.output, batch_size=args.batch_size)
+    summary = {level: {k: report[level][k] for k in ("count", "top1", "mean_class_accuracy")}
+               for level in ("clip", "video") if level in report}
+    print(json.dumps({**summary, "report": report["files"]["report"]}))
+    return 0
+
+
+def _add_export_args(p):
+    p.add_argument("run", help="run folder written by 'kvid train'")
+    p.add_argument("output", help="SavedModel folder, e.g. serving/models/kvid/1")
+    p.add_argument("--weights", default="best", choices=("best", "last"))
+    p.add_argument("--model-name", default="kvid", help="name used in warm-up requests")
+    p.add_argument("--top-k", type=int, default=5)
+
+
+def _cmd_export(args) -> int:
+    from kvid.train.runs import export_run
+
+    path = export_run(args.run, args.output, weights=args.weights, model_name=args.model_name,
+                      top_k=args.top_k)
+    print(f"exported {path}")
+    return 0
+
+
+def _add_demo_args(p):
+    p.add_argument("--output", default="kvid-demo", help="folder for everything the demo writes")
+    p.add_argument("--classes", type=int, default=4)
+    p.add_argument("--videos-per-class", type=int, default=24)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--model", default="cnn_gru")
+    p.add_argument("--workers", type=int, default=1, help="Beam worker processes for ingest")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo output")
+
+
+def _cmd_demo(args) -> int:
+    from kvid.demo import DemoConfig, run_demo
+
+    summary = run_demo(DemoConfig(output=args.output, num_classes=args.classes,
+                                  videos_per_class=args.videos_per_class, epochs=args.epochs,
+                                  model=args.model, workers=args.workers, seed=args.seed,
+                                  overwrite=args.overwrite))
+    return 0 if summary["rest_matches_in_process"] else 1
+
+
+def _cmd_models(args) -> int:
+    from kvid.models.registry import MODELS
+
+    for name, info in MODELS.items():
+        print(f"{name:24s} {info.modality:9s} {'temporal' if info.temporal else 'per-frame':9s}"
+              f" {info.description}")
+    return 0
+
+
+def _add_pipeline_args(p):
+    sub = p.add_subparsers(dest="pipeline_verb", required=True, metavar="{run,compile}",
+                           parser_class=_Parser)
+    run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)")
+    run.add_argument("--config", help="pipeline config JSON (default: env KVID_* / built-ins)")
+    comp = sub.add_parser("compile", help="compile for Kubeflow V2 / Vertex AI Pipelines")
+    comp.add_argument("--kubeflow-v2", required=True, metavar="OUT.json")
+    comp.add_argument("--config", help="pipeline config JSON")
+    comp.add_argument("--image", default="kvid:latest", help="container image for components")
+
+
+def _cmd_pipeline(args) -> int:
+    from kvid.tfx.config import PipelineConfig
+    from kvid.tfx.pipeline import compile_kubeflow_v2, run_local
+
+    config = PipelineConfig.load(args.config)
+    if args.pipeline_verb == "run":
+        run_local(config)
+        print(f"pipeline {config.pipeline_name} finished; pushed models: {config.serving_dir}")
+    else:
+        out = compile_kubeflow_v2(config, args.kubeflow_v2, image=args.image)
+        print(f"wrote {out}")
+    return 0
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``verb``'s own flags are added (its module imported), for speed."""
+    parser = _Parser(prog="kvid", description="Human action recognition in video: "
+                     "videos -> Beam -> TFRecord clips -> Keras -> TFX -> TF Serving.")
+    from kvid import __version__
+
+    parser.add_argument("--version", action="version", version=f"kvid {__version__}")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB",
+                                parser_class=_Parser)
+    adders = {"synth": _add_synth_args, "train": _add_train_args,
+              "evaluate": _add_evaluate_args, "export": _add_export_args,
+              "demo": _add_demo_args, "pipeline": _add_pipeline_args, "models": lambda p: None}
+    only = verb
+    for verb, help_text in VERBS.items():
+        p = sub.add_parser(verb, help=help_text, description=help_text)
+        if verb != only:
+            continue
+        if verb in adders:
+            adders[verb](p)
+        elif verb == "ingest":
+            from kvid.ingest.cli import configure_parser
+            configure_parser(p)
+        elif verb == "serve":
+            from kvid.serving.server import configure_serve_parser
+            configure_serve_parser(p)
+        elif verb == "predict":
+            from kvid.serving.client import configure_predict_parser
+            configure_predict_parser(p)
+    return parser
+
+
+def _dispatch(args) -> int:
+    if args.verb == "ingest":
+        from kvid.ingest.cli import main as ingest_main
+        return ingest_main(args)
+    if args.verb == "serve":
+        from kvid.serving.server import serve_command
+        return serve_command(args)
+    if args.verb == "predict":
+        from kvid.serving.client import predict_command
+        return predict_command(args)
+    return globals()[f"_cmd_{args.verb}"](args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv and argv[0] in VERBS else None)
+    if argv and argv[0] == "ingest":
+        # Unknown flags after 'ingest' are Beam pipeline options (--runner=..., ...).
+        args, extra = parser.parse_known_args(argv)
+        args.pipeline_args = extra
+    else:
+        args = parser.parse_args(argv)
+    try:
+        return int(_dispatch(args) or 0)
+    except KeyboardInterrupt:
+        print("kvid: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError,
+            PermissionError, OSError) as e:
+        if os.environ.get("KVID_DEBUG"):
+            raise
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"kvid {args.verb}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

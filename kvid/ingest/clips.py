@@ -1,0 +1,96 @@
+"""One video -> its clips, without Beam: the work inside the ingest DoFn, testable alone.
+
+A video is decoded to the end before any clip is returned, so a file that breaks
+mid-stream gives a dead letter and no partial clips. Only JPEG bytes (and small gray frames
+when flow is on) are kept per frame, so a long video costs megabytes, not gigabytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from kvid.ingest.config import IngestConfig
+from kvid.ingest.manifests import VideoItem
+from kvid.schema import Clip
+from kvid.video.decode import iter_frames, probe
+from kvid.video.flow import FlowFn, flow_jpeg
+from kvid.video.frames import encode_jpeg, resize_frame
+from kvid.video.sampling import TooShortError, segment_indices, window_clips
+
+TOO_SHORT = "too_short"  # dead-letter reason: fewer frames than one clip, policy "reject"
+
+
+@dataclasses.dataclass
+class DecodedVideo:
+    """The sampled frames of one video, stored form only."""
+
+    jpegs: list[bytes]
+    grays: list[np.ndarray]  # empty unless flow is computed
+    height: int
+    width: int
+    fps: float  # rate of the sampled frames
+
+
+def decode_video(item: VideoItem, config: IngestConfig, *, keep_gray: bool = False) -> DecodedVideo:
+    """Decodes, resamples, resizes and JPEG-encodes every sampled frame of ``item``."""
+    jpegs, grays = [], []
+    h = w = 0
+    fps = config.fps
+    for frame in iter_frames(item.path, fps=config.fps, start_sec=item.start_sec,
+                             end_sec=item.end_sec, threads=config.decode_threads):
+        rgb = resize_frame(frame.rgb, short_side=config.short_side, size=config.size)
+        h, w = rgb.shape[:2]
+        jpegs.append(encode_jpeg(rgb, config.jpeg_quality))
+        if keep_gray:
+            grays.append(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    if fps is None:
+        fps = probe(item.path).fps
+    return DecodedVideo(jpegs, grays, h, w, float(fps or 0.0))
+
+
+def clip_indices(num_frames: int, config: IngestConfig) -> list[list[int]]:
+    """Frame indices of each clip: windows of T frames, or one TSN clip of K segments."""
+    if config.segments:
+        if num_frames < config.frames_per_clip and config.short_policy == "reject":
+            raise TooShortError(f"{num_frames} frames, fewer than {config.segments} segments "
+                                f"of {config.snippet}")
+        return [[i for seg in segment_indices(num_frames, config.segments, config.snippet)
+                 for i in seg]]
+    return window_clips(num_frames, config.clip_frames, stride=config.stride,
+                        max_clips=config.max_clips, short_policy=config.short_policy)
+
+
+def video_to_clips(
+    item: VideoItem,
+    label: int,
+    config: IngestConfig,
+    flow_fn: FlowFn | None = None,
+) -> tuple[list[Clip], int]:
+    """All clips of one video, and the number of sampled frames decoded.
+
+    Raises ``VideoError`` (undecodable) or ``TooShortError`` (policy "reject"): the caller
+    turns them into dead letters.
+    """
+    video = decode_video(item, config, keep_gray=flow_fn is not None)
+    flows: dict[tuple[int, int], bytes] = {}  # pairs shared by overlapping clips are computed once
+
+    def flow_of(indices):
+        out = []
+        for a, b in zip(indices, indices[1:]):
+            if (a, b) not in flows:
+                flows[(a, b)] = flow_jpeg(flow_fn, video.grays[a], video.grays[b],
+                                          config.jpeg_quality)
+            out.append(flows[(a, b)])
+        return out
+
+    clips = [
+        Clip(frames=[video.jpegs[i] for i in indices], label=label, label_name=item.label,
+             video_id=item.video_id, group=item.group, clip_index=k,
+             clip_start_frame=indices[0], fps=video.fps, height=video.height, width=video.width,
+             flow=flow_of(indices) if flow_fn is not None else ())
+        for k, indices in enumerate(clip_indices(len(video.jpegs), config))
+    ]
+    return clips, len(video.jpegs)

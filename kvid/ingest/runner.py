@@ -1,0 +1,350 @@
+"""``run_ingest``: a manifest -> ``<out>/<split>/clips-*.tfrecord``, dataset.json, dead letters.
+
+Atomic by construction: the pipeline writes into ``<out>/.incomplete-<id>/``; only after it
+has succeeded are the shards moved into place and ``dataset.json`` written, last. An
+interrupted run leaves no shard in ``<out>/<split>/`` and no dataset.json. Paths go through
+Beam's FileSystems, so ``gs://`` outputs work with a remote runner.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+import platform
+import posixpath
+import time
+import uuid
+from typing import Iterable, Sequence
+
+import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+from kvid.ingest.config import IngestConfig
+from kvid.ingest.manifests import Manifest, VideoItem, read_csv, read_folder
+from kvid.ingest.transforms import (BUSY_MS_PREFIX, CLIPS, COUNTER_NAMES, DEAD_LETTERS, NAMESPACE,
+                                   VIDEOS, ManifestToClips, WriteDeadLetters)
+from kvid.video.flow import check_method
+
+DATASET_JSON = "dataset.json"
+DEAD_LETTERS_JSONL = "dead_letters.jsonl"
+SHARD_PREFIX = "clips"
+VIDEOS_PER_SHARD = 100  # default shard count: one shard per this many videos of a split
+_STAGING_PREFIX = ".incomplete-"
+
+_log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def as_manifest(source, labels: Sequence[str] | None = None) -> Manifest:
+    """A Manifest from a Manifest, VideoItems, a folder ``root/<label>/...`` or a CSV file."""
+    if isinstance(source, Manifest):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        source = os.fspath(source)
+        if os.path.isdir(source):
+            return read_folder(source, labels=labels)
+        if source.lower().endswith(".csv") and os.path.isfile(source):
+            return read_csv(source, labels=labels)
+        raise ValueError(f"source must be a folder, a .csv manifest, a Manifest or VideoItems. "
+                         f"Received: {source!r}")
+    items = tuple(source)
+    if not all(isinstance(it, VideoItem) for it in items):
+        raise ValueError("source items must all be VideoItem instances.")
+    label_map = tuple(labels) if labels is not None else tuple(sorted({it.label for it in items}))
+    return Manifest(items, label_map)
+
+
+def pipeline_options(pipeline_args: Sequence[str] | None, workers: int = 1) -> PipelineOptions:
+    """Beam options from pass-through args; DirectRunner with ``workers`` processes by default.
+
+    Options the user gave (``--runner``, ``--direct_num_workers``, ...) win over ours.
+    """
+    args = list(pipeline_args or [])
+    given = {a.split("=")[0] for a in args if a.startswith("--")}
+    options = PipelineOptions(args)
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        # DirectRunner's engine, without DirectRunner's first try of Prism (a binary it
+        # downloads, then falls back from when offline).
+        standard.runner = "FnApiRunner"
+    if standard.runner in ("FnApiRunner", "DirectRunner", "SwitchingDirectRunner"):
+        direct = options.view_as(DirectOptions)
+        if "--direct_num_workers" not in given:
+            direct.direct_num_workers = workers
+        if "--direct_running_mode" not in given:
+            multi = direct.direct_num_workers != 1
+            direct.direct_running_mode = "multi_processing" if multi else "in_memory"
+    return options
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def _join(*parts: str) -> str:
+    return FileSystems.join(*parts) if "://" in parts[0] else os.path.join(*parts)
+
+
+def _listdir(path: str) -> list[str]:
+    """Names directly under ``path`` (empty when it does not exist)."""
+    if not FileSystems.exists(path):
+        return []
+    if "://" not in path:
+        return os.listdir(path)
+    prefix = path.rstrip("/") + "/"
+    found = FileSystems.match([prefix + "**"])[0].metadata_list
+    return sorted({m.path[len(prefix):].split("/")[0] for m in found})
+
+
+def _mkdirs(path: str) -> None:
+    if "://" in path:
+        return  # object stores have no folders
+    os.makedirs(path, exist_ok=True)
+
+
+def _write_text(path: str, text: str) -> None:
+    with FileSystems.create(path, mime_type="application/json",
+                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(text.encode("utf-8"))
+
+
+def _read_text(path: str) -> str:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return f.read().decode("utf-8")
+
+
+def _move(src: str, dst: str) -> None:
+    _mkdirs(os.path.dirname(dst) if "://" not in dst else dst)
+    FileSystems.rename([src], [dst])
+
+
+def _check_output(out_dir: str, overwrite: bool) -> list[str]:
+    """What an earlier run left in ``out_dir``; refuses a non-empty one without overwrite."""
+    existing = [n for n in _listdir(out_dir) if not n.startswith(_STAGING_PREFIX)]
+    if existing and not overwrite:
+        raise FileExistsError(f"output {out_dir} is not empty ({', '.join(sorted(existing)[:5])}"
+                              f"{', ...' if len(existing) > 5 else ''}); pass overwrite=True "
+                              "(--overwrite) to replace the dataset in it.")
+    return existing
+
+
+def _remove_previous(out_dir: str, splits: Iterable[str], keep: str) -> None:
+    """Removes the pieces of an earlier dataset in ``out_dir`` (and stale staging but ``keep``),
+    nothing else."""
+    old_splits = set(splits)
+    path = _join(out_dir, DATASET_JSON)
+    if FileSystems.exists(path):
+        try:
+            old_splits |= set(json.loads(_read_text(path)).get("shards", {}))
+        except (ValueError, OSError):
+            pass
+    names = [DATASET_JSON, DEAD_LETTERS_JSONL, *sorted(old_splits)]
+    names += [n for n in _listdir(out_dir)
+              if n.startswith(_STAGING_PREFIX) and n != posixpath.basename(keep.rstrip("/"))]
+    doomed = [_join(out_dir, n) for n in names if FileSystems.exists(_join(out_dir, n))]
+    if doomed:
+        FileSystems.delete(doomed)
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+def _split_order(items: Sequence[VideoItem], config: IngestConfig) -> list[str]:
+    present = {it.split for it in items}
+    ordered = [s for s in config.ratios if s in present]
+    return ordered + sorted(present - set(ordered))
+
+
+def _num_shards(config: IngestConfig, num_videos: int) -> int:
+    return config.num_shards or max(1, math.ceil(num_videos / VIDEOS_PER_SHARD))
+
+
+def _count_keys(video: dict):
+    yield ("videos", video["split"], video["label"]), 1
+    yield ("clips", video["split"], video["label"]), video["clips"]
+    yield ("frames", video["split"], video["label"]), video["frames"]
+
+
+def build_pipeline(pipeline: beam.Pipeline, manifest: Manifest, stage: str,
+                   config: IngestConfig, shards: dict[str, int]) -> None:
+    """Wires the ingest graph: VideosToClips, then per-split shards, dead letters, counts."""
+    splits = list(shards)
+    index = {s: i for i, s in enumerate(splits)}
+    suffix = ".tfrecord.gz" if config.compression == "GZIP" else ".tfrecord"
+    compression = (CompressionTypes.GZIP if config.compression == "GZIP"
+                   else CompressionTypes.UNCOMPRESSED)
+
+    out = pipeline | "ManifestToClips" >> ManifestToClips(manifest, config)
+    by_split = out[CLIPS] | "BySplit" >> beam.Partition(lambda kv, n: index[kv[0]], len(splits))
+    for split in splits:
+        _ = (by_split[index[split]]
+             | f"Records[{split}]" >> beam.Values()
+             | f"WriteShards[{split}]" >> beam.io.WriteToTFRecord(
+                 _join(stage, split, SHARD_PREFIX), file_name_suffix=suffix,
+                 num_shards=shards[split], shard_name_template="-SSSSS-of-NNNNN",
+                 compression_type=compression))
+
+    dead = out[DEAD_LETTERS]
+    _ = dead | "WriteDeadLetters" >> WriteDeadLetters(_join(stage, DEAD_LETTERS_JSONL))
+
+    video_counts = out[VIDEOS] | "VideoCounts" >> beam.FlatMap(_count_keys)
+    dead_counts = dead | "DeadLetterCounts" >> beam.Map(lambda d: (("dead_letters", d["reason"]), 1))
+    _ = ((video_counts, dead_counts)
+         | "AllCounts" >> beam.Flatten()
+         | "SumCounts" >> beam.CombinePerKey(sum)
+         | "CountsToList" >> beam.combiners.ToList()
+         | "CountsJson" >> beam.Map(lambda kv: json.dumps(sorted([list(k), n] for k, n in kv)))
+         | "WriteCounts" >> beam.io.WriteToText(_join(stage, "counts.json"),
+                                                shard_name_template="", num_shards=1))
+
+
+def _metric_value(result):
+    try:
+        value = result.committed
+    except Exception:  # noqa: BLE001 -- some runners only report attempted values
+        value = None
+    return value if value is not None else result.attempted
+
+
+def _metrics(result) -> tuple[dict[str, int], float]:
+    """The ingest counters summed over steps, and the longest time one worker spent
+    processing videos in seconds (0 if the runner reports no metrics)."""
+    totals = {name: 0 for name in COUNTER_NAMES}
+    busy_ms: dict[str, int] = {}
+    try:
+        found = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    except (NotImplementedError, AttributeError):
+        return totals, 0.0
+    for c in found:
+        name, value = c.key.metric.name, int(_metric_value(c) or 0)
+        target = busy_ms if name.startswith(BUSY_MS_PREFIX) else totals
+        target[name] = target.get(name, 0) + value
+    return totals, max(busy_ms.values(), default=0) / 1000
+
+
+def library_versions() -> dict[str, str]:
+    import av
+    import cv2
+    import numpy
+    import tensorflow as tf
+
+    import kvid
+
+    return {"kvid": kvid.__version__, "python": platform.python_version(),
+            "apache_beam": beam.__version__, "tensorflow": tf.__version__, "av": av.__version__,
+            "ffmpeg_libavcodec": ".".join(map(str, av.library_versions["libavcodec"])),
+            "opencv": cv2.__version__, "numpy": numpy.__version__}
+
+
+def _dataset_json(manifest: Manifest, config: IngestConfig, counts: list, shard_paths: dict,
+                  counters: dict, source: str, pipeline_args: Sequence[str]) -> dict:
+    splits = {}
+    for split in shard_paths:
+        videos = {label: 0 for label in manifest.labels}
+        clips = dict(videos)
+        for (kind, *key), n in counts:
+            if kind in ("videos", "clips") and key[0] == split:
+                (videos if kind == "videos" else clips)[key[1]] = n
+        splits[split] = {"videos": videos, "clips": clips, "num_videos": sum(videos.values()),
+                         "num_clips": sum(clips.values())}
+    reasons = {key[0]: n for (kind, *key), n in counts if kind == "dead_letters"}
+    return {
+        "labels": list(manifest.labels),
+        "splits": splits,
+        "clip_frames": config.frames_per_clip,
+        "fps": config.fps,
+        "image_size": list(config.size) if config.size else None,
+        "short_side": config.short_side,
+        "compression": config.compression,
+        "flow": config.flow,
+        "shards": shard_paths,
+        "num_inputs": len(manifest.items) + len(manifest.dead_letters),
+        "dead_letters": sum(reasons.values()),
+        "dead_letter_reasons": dict(sorted(reasons.items())),
+        "counters": counters,
+        "params": {**config.to_json(), "source": source, "pipeline_args": list(pipeline_args)},
+        "versions": library_versions(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def run_ingest(
+    items_or_source,
+    out_dir: str,
+    config: IngestConfig = IngestConfig(),
+    pipeline_args: Sequence[str] | None = None,
+    overwrite: bool = False,
+    *,
+    labels: Sequence[str] | None = None,
+) -> dict:
+    """Runs the ingest pipeline and returns the dataset.json content.
+
+    ``items_or_source``: a :class:`Manifest`, VideoItems, a folder ``root/<label>/...`` or a
+    CSV manifest. Items without a split get one by group hash (``config.split_ratios``).
+    ``pipeline_args``: Beam options passed through (``--runner``, ``--direct_num_workers``).
+    Raises FileExistsError when ``out_dir`` holds files and ``overwrite`` is False.
+    """
+    if not isinstance(config, IngestConfig):
+        raise ValueError(f"config must be an IngestConfig. Received: {type(config).__name__}")
+    if config.flow != "none":
+        check_method(config.flow)
+    source = os.fspath(items_or_source) if isinstance(items_or_source, (str, os.PathLike)) \
+        else type(items_or_source).__name__
+    manifest = as_manifest(items_or_source, labels).with_splits(config.ratios, config.seed)
+    if not manifest.items and not manifest.dead_letters:
+        raise ValueError(f"no videos found in {source}")
+    out_dir = os.fspath(out_dir)
+    _check_output(out_dir, overwrite)
+    shards = {s: _num_shards(config, sum(it.split == s for it in manifest.items))
+              for s in _split_order(manifest.items, config)}
+    stage = _join(out_dir, _STAGING_PREFIX + uuid.uuid4().hex[:12])
+    _mkdirs(stage)
+    _log.info("ingest: %d videos (%d rejected by the manifest), splits %s -> %s",
+              len(manifest.items), len(manifest.dead_letters), shards, out_dir)
+    try:
+        pipeline = beam.Pipeline(options=pipeline_options(pipeline_args, config.workers))
+        build_pipeline(pipeline, manifest, stage, config, shards)
+        started = time.monotonic()
+        result = pipeline.run()
+        state = result.wait_until_finish()
+        if state not in (None, beam.runners.runner.PipelineState.DONE):
+            raise RuntimeError(f"ingest pipeline ended in state {state}")
+        counters, busy_s = _metrics(result)
+        timing = {"pipeline_s": round(time.monotonic() - started, 3), "busy_s": busy_s}
+        counts = json.loads(_read_text(_join(stage, "counts.json")) or "[]")
+        shard_paths = _publish(stage, out_dir, shards, overwrite)
+        dataset = _dataset_json(manifest, config, counts, shard_paths, counters, source,
+                                pipeline_args or [])
+        dataset["timing"] = timing
+        _write_text(_join(stage, DATASET_JSON), json.dumps(dataset, indent=2) + "\n")
+        _move(_join(stage, DATASET_JSON), _join(out_dir, DATASET_JSON))  # last: the "done" mark
+    finally:
+        if FileSystems.exists(stage):
+            FileSystems.delete([stage])
+    _log.info("ingest counters: %s", " ".join(f"{k}={v}" for k, v in counters.items()))
+    print("ingest: " + " ".join(f"{k}={v}" for k, v in counters.items())
+          + f" dead_letters={dataset['dead_letters']} -> {out_dir}")
+    return dataset
+
+
+def _publish(stage: str, out_dir: str, shards: dict[str, int], overwrite: bool) -> dict:
+    """Moves finished shards and dead letters from staging into ``out_dir``."""
+    if overwrite:
+        _remove_previous(out_dir, shards, keep=stage)
+    shard_paths = {}
+    for split in shards:
+        found = FileSystems.match([_join(stage, split, SHARD_PREFIX + "-*")])[0].metadata_list
+        names = sorted(posixpath.basename(m.path.replace(os.sep, "/")) for m in found)
+        _mkdirs(_join(out_dir, split))
+        FileSystems.rename([_join(stage, split, n) for n in names],
+                           [_join(out_dir, split, n) for n in names])
+        shard_paths[split] = [f"{split}/{n}" for n in names]
+    _move(_join(stage, DEAD_LETTERS_JSONL), _join(out_dir, DEAD_LETTERS_JSONL))
+    return shard_paths

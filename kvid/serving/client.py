@@ -1,0 +1,415 @@
+"""A Python client for TF Serving (and ``kvid serve``) over REST or gRPC, and ``kvid predict``.
+
+``Client.predict`` returns ``{output_name: ndarray}`` whichever transport is used: REST
+answers are typed with the signature from the model's metadata (string outputs become
+bytes, ``*_bytes`` outputs are base64-decoded), so REST and gRPC results compare equal.
+
+Example:
+
+    client = Client(rest_url="http://127.0.0.1:8501", model="kvid")
+    out = client.predict({"frames": [jpeg_bytes_of_16_frames]})
+    out["labels"][0], out["scores"][0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import http.client
+import json
+import os
+import sys
+import threading
+import urllib.parse
+from typing import Any
+
+import grpc
+import numpy as np
+
+from kvid.serving.errors import HTTP_STATUS, ServingError
+
+DEFAULT_SIGNATURE = "serving_default"
+_CODE_OF_HTTP = {status: code for code, status in reversed(HTTP_STATUS.items())}
+_NUMPY_OF_DT = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_INT32": np.int32,
+                "DT_INT64": np.int64, "DT_INT16": np.int16, "DT_INT8": np.int8,
+                "DT_UINT8": np.uint8, "DT_UINT16": np.uint16, "DT_UINT32": np.uint32,
+                "DT_UINT64": np.uint64, "DT_BOOL": np.bool_, "DT_HALF": np.float16,
+                "DT_STRING": object}
+
+
+def _jsonable(value: Any) -> Any:
+    """Python/numpy values -> JSON values, bytes as ``{"b64": ...}``."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (bytes, bytearray)):
+        return {"b64": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _from_json(value: Any, dtype: str, as_bytes: bool) -> np.ndarray:
+    """A REST output value -> ndarray of the signature's dtype (strings as bytes)."""
+    np_type = _NUMPY_OF_DT.get(dtype)
+    if np_type is not object:
+        return np.asarray(value, dtype=np_type)
+
+    def to_bytes(v):
+        if isinstance(v, list):
+            return [to_bytes(x) for x in v]
+        return base64.b64decode(v["b64"]) if as_bytes else v.encode("utf-8", "surrogateescape")
+
+    return np.array(to_bytes(value), dtype=object)
+
+
+class Client:
+    """TF Serving client: REST (``rest_url``) or gRPC (``grpc_target``, preferred if both)."""
+
+    def __init__(self, rest_url: str | None = None, grpc_target: str | None = None,
+                 model: str = "kvid", *, timeout: float = 60.0):
+        if not rest_url and not grpc_target:
+            raise ValueError("Give rest_url or grpc_target (or both).")
+        self.model = model
+        self.timeout = timeout
+        self.rest_url = rest_url.rstrip("/") if rest_url else None
+        self.grpc_target = grpc_target
+        self._local = threading.local()  # one keep-alive HTTP connection per thread
+        self._metadata: dict[Any, dict] = {}
+        self._channel = self._stubs = None
+        if grpc_target:
+            from tensorflow_serving.apis import (model_service_pb2_grpc,
+                                                 prediction_service_pb2_grpc)
+            self._channel = grpc.insecure_channel(grpc_target, options=[
+                ("grpc.max_receive_message_length", -1),
+                ("grpc.max_send_message_length", -1)])
+            self._stubs = (prediction_service_pb2_grpc.PredictionServiceStub(self._channel),
+                           model_service_pb2_grpc.ModelServiceStub(self._channel))
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # ----------------------------------------------------------------- transports
+
+    def _path(self, version: int | None, suffix: str = "") -> str:
+        path = f"/v1/models/{urllib.parse.quote(self.model, safe='')}"
+        return path + (f"/versions/{version}" if version is not None else "") + suffix
+
+    def _rest(self, method: str, path: str, body: bytes | None = None) -> dict:
+        for attempt in (0, 1):  # a kept-alive connection may have been closed by the server
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                url = urllib.parse.urlsplit(self.rest_url)
+                conn = http.client.HTTPConnection(url.hostname, url.port or 80,
+                                                  timeout=self.timeout)
+                self._local.conn = conn
+            try:
+                conn.request(method, path, body=body,
+                             headers={"Content-Type": "application/json"} if body else {})
+                response = conn.getresponse()
+                data = response.read()
+                break
+            except (http.client.HTTPException, ConnectionError):
+                conn.close()
+                self._local.conn = None
+                if attempt:
+                    raise
+        if response.status != 200:
+            try:
+                message = json.loads(data)["error"]
+            except (ValueError, KeyError, TypeError):
+                message = data.decode("utf-8", "replace") or response.reason
+            code = _CODE_OF_HTTP.get(response.status, grpc.StatusCode.UNKNOWN)
+            raise ServingError(code, message)
+        return json.loads(data)
+
+    def _grpc(self, stub_index: int, method: str, request):
+        try:
+            return getattr(self._stubs[stub_index], method)(request, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise ServingError(e.code(), e.details()) from None
+
+    def _model_spec(self, spec, version, signature_name=None):
+        spec.name = self.model
+        if version is not None:
+            spec.version.value = version
+        if signature_name:
+            spec.signature_name = signature_name
+
+    # --------------------------------------------------------------------- API
+
+    def metadata(self, version: int | None = None) -> dict:
+        """The REST metadata document (``model_spec`` and ``metadata.signature_def``)."""
+        if self._stubs is None:
+            return self._rest("GET", self._path(version, "/metadata"))
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_metadata_pb2
+
+        request = get_model_metadata_pb2.GetModelMetadataRequest(
+            metadata_field=["signature_def"])
+        self._model_spec(request.model_spec, version)
+        response = self._grpc(0, "GetModelMetadata", request)
+        sigs = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(sigs)
+
+        def as_dict(message):
+            return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                             always_print_fields_with_no_presence=True)
+
+        return {"model_spec": as_dict(response.model_spec),
+                "metadata": {"signature_def": as_dict(sigs)}}
+
+    def status(self, version: int | None = None) -> dict:
+        """The REST status document (``model_version_status`` list)."""
+        if self._stubs is None:
+            return self._rest("GET", self._path(version))
+        from google.protobuf import json_format
+        from tensorflow_serving.apis import get_model_status_pb2
+
+        request = get_model_status_pb2.GetModelStatusRequest()
+        self._model_spec(request.model_spec, version)
+        return json_format.MessageToDict(self._grpc(1, "GetModelStatus", request),
+                                         preserving_proto_field_name=True,
+                                         always_print_fields_with_no_presence=True)
+
+    def signature(self, signature_name: str = DEFAULT_SIGNATURE,
+                  version: int | None = None) -> dict:
+        """One SignatureDef as a dict (cached): ``inputs``/``outputs`` with dtype and shape."""
+        key = (version, signature_name)
+        if key not in self._metadata:
+            sigs = self.metadata(version)["metadata"]["signature_def"]["signature_def"]
+            if signature_name not in sigs:
+                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                                   f'Serving signature name: "{signature_name}" not found '
+                                   "in signature def")
+            self._metadata[key] = sigs[signature_name]
+        return self._metadata[key]
+
+    def input_shape(self, name: str, signature_name: str = DEFAULT_SIGNATURE,
+                    version: int | None = None) -> list[int]:
+        """The signature's shape of input ``name`` (-1 for unknown dims)."""
+        info = self.signature(signature_name, version)["inputs"][name]
+        return [int(d["size"]) for d in info.get("tensor_shape", {}).get("dim", [])]
+
+    def predict(self, inputs: dict | list, signature_name: str = DEFAULT_SIGNATURE,
+                version: int | None = None) -> dict[str, np.ndarray]:
+        """Runs a signature. ``inputs``: ``{name: batch}`` (columnar) or a list of instances
+        (row: values, or ``{name: value}`` dicts). Bytes are sent as binary."""
+        sig = self.signature(signature_name, version)
+        if self._stubs is not None:
+            return self._predict_grpc(inputs, sig, signature_name, version)
+        if isinstance(inputs, dict):
+            body = {"signature_name": signature_name, "inputs": _jsonable(inputs)}
+        else:
+            body = {"signature_name": signature_name, "instances": _jsonable(list(inputs))}
+        doc = self._rest("POST", self._path(version, ":predict"),
+                         json.dumps(body).encode())
+        outputs = sig["outputs"]
+        names = sorted(outputs)
+        if "predictions" in doc:
+            rows = doc["predictions"]
+            columns = ({n: [r[n] for r in rows] for n in names} if len(names) > 1
+                       else {names[0]: rows})
+        else:
+            columns = doc["outputs"] if len(names) > 1 else {names[0]: doc["outputs"]}
+        return {n: _from_json(v, outputs[n]["dtype"], n.endswith("_bytes"))
+                for n, v in columns.items()}
+
+    def _predict_grpc(self, inputs, sig, signature_name, version) -> dict[str, np.ndarray]:
+        import tensorflow as tf
+        from tensorflow.core.framework import types_pb2
+        from tensorflow_serving.apis import predict_pb2
+
+        from kvid.serving.tensor_proto import from_tensor_proto, to_tensor_proto
+
+        specs = sig["inputs"]
+        if not isinstance(inputs, dict):  # row format: stack the instances
+            items = list(inputs)
+            if len(specs) > 1 or (items and isinstance(items[0], dict)):
+                inputs = {n: [item[n] for item in items] for n in specs}
+            else:
+                inputs = {next(iter(specs)): items}
+        request = predict_pb2.PredictRequest()
+        self._model_spec(request.model_spec, version, signature_name)
+        for name, value in inputs.items():
+            dtype = tf.as_dtype(types_pb2.DataType.Value(specs[name]["dtype"])) \
+                if name in specs else None  # unknown names are left to the server to refuse
+            request.inputs[name].CopyFrom(to_tensor_proto(value, dtype))
+        response = self._grpc(0, "Predict", request)
+        return {k: from_tensor_proto(v) for k, v in response.outputs.items()}
+
+
+# --------------------------------------------------------------------- kvid predict
+
+
+def configure_predict_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("video", help="video file to classify")
+    parser.add_argument("--server", default="http://127.0.0.1:8501",
+                        help="REST base URL of TF Serving or kvid serve")
+    parser.add_argument("--grpc", default=None, metavar="HOST:PORT",
+                        help="use gRPC at this address instead of REST")
+    parser.add_argument("--model", default="kvid")
+    parser.add_argument("--version", type=int, default=None)
+    parser.add_argument("--signature", default=DEFAULT_SIGNATURE)
+    parser.add_argument("--fps", type=float, default=None,
+                        help="resample to the frame rate the model was trained at "
+                             "(default: the video's own)")
+    parser.add_argument("--short-side", type=int, default=256,
+                        help="downscale frames to this short side before sending (0: as "
+                             "decoded); the model resizes in-graph, this only saves bandwidth")
+    parser.add_argument("--frames", type=int, default=16,
+                        help="frames per clip when the model's metadata leaves T open")
+    parser.add_argument("--clips", type=int, default=3,
+                        help="evenly spaced clips averaged for the whole-video answer")
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per request")
+    parser.add_argument("--sliding-window", type=float, default=None, metavar="SECONDS",
+                        help="classify window by window and write a timeline")
+    parser.add_argument("--stride", type=float, default=None, metavar="SECONDS",
+                        help="window step (default: the window length)")
+    parser.add_argument("--timeline", default=None, metavar="OUT.json|csv")
+    parser.add_argument("--strip", default=None, metavar="OUT.png")
+    return parser
+
+
+def _classify_clips(client: Client, clips: list[list[bytes]], args) -> list[dict]:
+    """Per clip: probabilities plus the model's own top-k labels and scores."""
+    results = []
+    for i in range(0, len(clips), args.batch_size):
+        batch = clips[i:i + args.batch_size]
+        out = client.predict({"frames": np.array(batch, dtype=object)}, args.signature,
+                             args.version)
+        for j in range(len(batch)):
+            results.append({k: v[j] for k, v in out.items()})
+    return results
+
+
+def _top_k(results: list[dict], k: int) -> list[tuple[str, float]]:
+    """Top-k of the mean probabilities over clips, at most as many as the model names.
+
+    Class names come from the ``labels`` the model returned with its own top-k (the label
+    map itself is a SavedModel asset, which TF Serving does not expose).
+    """
+    names = {}
+    for r in results:
+        for c, lab in zip(r["classes"].tolist(), r["labels"].tolist()):
+            names[int(c)] = lab.decode("utf-8", "replace")
+    k = min(k, len(results[0]["labels"]))
+    mean = np.mean([r["probabilities"] for r in results], axis=0)
+    return [(names.get(int(c), f"#{int(c)}"), float(mean[c])) for c in np.argsort(-mean)[:k]]
+
+
+def _write_timeline(path: str, video: str, rows: list[dict]) -> None:
+    if path.lower().endswith(".csv"):
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            k = max(len(r["top"]) for r in rows)
+            w.writerow(["start", "end"] + [c for i in range(1, k + 1)
+                                           for c in (f"label{i}", f"score{i}")])
+            for r in rows:
+                w.writerow([f"{r['start']:.3f}", f"{r['end']:.3f}"] +
+                           [x for lab, s in r["top"] for x in (lab, f"{s:.6f}")])
+        return
+    with open(path, "w") as f:
+        json.dump({"video": os.path.abspath(video), "windows": [
+            {"start": r["start"], "end": r["end"],
+             "labels": [lab for lab, _ in r["top"]],
+             "scores": [s for _, s in r["top"]]} for r in rows]}, f, indent=1)
+
+
+def _write_strip(path: str, rows: list[dict], thumbs: list[np.ndarray]) -> None:
+    """Thumbnails of each window over a band coloured by its top label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = sorted({r["top"][0][0] for r in rows})
+    colors = {lab: plt.get_cmap("tab10")(i % 10) for i, lab in enumerate(labels)}
+    end = rows[-1]["end"]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(rows)), 2.6))
+    for r, thumb in zip(rows, thumbs):
+        lab, score = r["top"][0]
+        ax.imshow(thumb, extent=(r["start"], r["end"], 1.05, 2.0), aspect="auto")
+        ax.add_patch(plt.Rectangle((r["start"], 0), r["end"] - r["start"], 1.0,
+                                   color=colors[lab], alpha=0.35 + 0.65 * score))
+        ax.text((r["start"] + r["end"]) / 2, 0.5, f"{lab}\n{score:.2f}", ha="center",
+                va="center", fontsize=8)
+    ax.set_xlim(0, end)
+    ax.set_ylim(0, 2.0)
+    ax.set_yticks([])
+    ax.set_xlabel("seconds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    """``kvid predict``: top-k labels of a video, or a sliding-window timeline."""
+    from kvid.video import VideoError
+
+    client = Client(rest_url=None if args.grpc else args.server, grpc_target=args.grpc,
+                    model=args.model)
+    try:
+        return _predict(client, args)
+    except (ServingError, VideoError) as e:
+        print(f"kvid predict: {e}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+
+
+def _predict(client: Client, args: argparse.Namespace) -> int:
+    from kvid.video import encode_jpeg, iter_frames, probe, resize_frame, window_clips
+
+    shape = client.input_shape("frames", args.signature, args.version)
+    t = shape[1] if len(shape) > 1 and shape[1] > 0 else args.frames
+    frames, times = [], []
+    for frame in iter_frames(args.video, fps=args.fps):
+        rgb = frame.rgb
+        if args.short_side and min(rgb.shape[:2]) > args.short_side:  # never upscale
+            rgb = resize_frame(rgb, short_side=args.short_side)
+        frames.append(encode_jpeg(rgb))
+        times.append(frame.time if args.fps is None else frame.index / args.fps)
+    fps = args.fps or probe(args.video).fps or 25.0
+    if args.sliding_window is None:
+        clips = [[frames[i] for i in idx]
+                 for idx in window_clips(len(frames), t, max_clips=args.clips)]
+        for label, score in _top_k(_classify_clips(client, clips, args), args.top_k):
+            print(f"{score:.4f}  {label}")
+        return 0
+    window = max(1, round(args.sliding_window * fps))
+    stride = max(1, round((args.stride or args.sliding_window) * fps))
+    windows = window_clips(len(frames), window, stride=stride)
+    clips, thumbs = [], []
+    for w in windows:
+        center = window_clips(len(w), t, max_clips=1)[0]
+        clips.append([frames[w[i]] for i in center])
+        thumbs.append(w[len(w) // 2])
+    results = _classify_clips(client, clips, args)
+    rows = [{"start": times[w[0]], "end": times[w[0]] + len(w) / fps,
+             "top": _top_k([r], args.top_k)} for w, r in zip(windows, results)]
+    for r in rows:
+        label, score = r["top"][0]
+        print(f"{r['start']:8.2f}-{r['end']:8.2f}s  {score:.4f}  {label}")
+    if args.timeline:
+        _write_timeline(args.timeline, args.video, rows)
+    if args.strip:
+        from kvid.video import decode_jpeg
+
+        _write_strip(args.strip, rows, [decode_jpeg(frames[i]) for i in thumbs])
+    return 0

@@ -1,0 +1,253 @@
+"""``kvid serve``: a local server with TF Serving's REST and gRPC APIs and its flags.
+
+For development and tests, where no TF Serving binary or Docker engine is at hand: it
+serves the same model directories (``<base>/<name>/<version>/``), answers the same
+requests with the same bytes, and takes a TF Serving command line as is. Production
+serving is TF Serving itself (``serving/``).
+
+Example:
+
+    server = start_server(model_base_path="serving/models/kvid", model_name="kvid")
+    requests.post(f"http://127.0.0.1:{server.rest_port}/v1/models/kvid:predict", json=...)
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import signal
+import threading
+
+from kvid.serving import configs
+from kvid.serving.batching import Batcher
+from kvid.serving.grpc_service import make_grpc_server
+from kvid.serving.rest import RestApi, RestServer
+from kvid.serving.servables import ModelManager, ModelSource, Servable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_MAX_BODY_BYTES = 64 << 20
+
+
+class Server:
+    """A running server: ``rest_port`` / ``grpc_port`` (None when off), ``stop()``."""
+
+    def __init__(self, manager: ModelManager, rest: RestServer | None, grpc_server,
+                 grpc_port: int | None, batcher: Batcher | None, host: str):
+        self.manager = manager
+        self.host = host
+        self._rest = rest
+        self._grpc = grpc_server
+        self.grpc_port = grpc_port
+        self._batcher = batcher
+        self._stopped = threading.Event()
+
+    @property
+    def rest_port(self) -> int | None:
+        return self._rest.port if self._rest is not None else None
+
+    @property
+    def rest_url(self) -> str | None:
+        return f"http://{self.host}:{self.rest_port}" if self._rest is not None else None
+
+    @property
+    def grpc_target(self) -> str | None:
+        return f"{self.host}:{self.grpc_port}" if self._grpc is not None else None
+
+    def stop(self) -> None:
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        if self._rest is not None:
+            self._rest.stop()
+        if self._grpc is not None:
+            self._grpc.stop(grace=1.0).wait()
+        self.manager.stop()
+        if self._batcher is not None:
+            self._batcher.close()
+
+    def wait(self) -> None:
+        """Blocks until ``stop()`` (from a signal handler or another thread)."""
+        while not self._stopped.wait(0.5):
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def model_sources(*, model_name: str = "default", model_base_path: str | None = None,
+                  model_config_file: str | None = None,
+                  model_config_root: str | None = None) -> list[ModelSource]:
+    """The served models from TF Serving's flags: one base path, or a ModelServerConfig."""
+    if model_config_file:
+        if model_base_path:
+            raise ValueError("Give --model_config_file or --model_base_path, not both.")
+        config = configs.read_model_server_config(model_config_file)
+        return [ModelSource.from_proto(c, model_config_root)
+                for c in config.model_config_list.config]
+    if not model_base_path:
+        raise ValueError("Give --model_base_path (with --model_name) or --model_config_file.")
+    return [ModelSource(name=model_name, base_path=os.path.abspath(model_base_path))]
+
+
+def start_server(
+    model_base_path: str | None = None,
+    model_name: str = "kvid",
+    *,
+    model_config_file: str | None = None,
+    model_config_root: str | None = None,
+    sources: list[ModelSource] | None = None,
+    host: str = DEFAULT_HOST,
+    rest_port: int | None = 0,
+    grpc_port: int | None = 0,
+    rest_threads: int = 16,
+    poll_seconds: float = 1.0,
+    batching_parameters=None,
+    enable_batching: bool = False,
+    enable_model_warmup: bool = True,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Server:
+    """Loads the models and starts REST and gRPC; returns once both accept requests.
+
+    Ports: 0 picks a free port, None turns that API off. ``batching_parameters`` is a
+    ``configs.BatchingParameters`` (implies ``enable_batching``).
+    """
+    if sources is None:
+        sources = model_sources(model_name=model_name, model_base_path=model_base_path,
+                                model_config_file=model_config_file,
+                                model_config_root=model_config_root)
+    batcher = None
+    if enable_batching or batching_parameters is not None:
+        batcher = Batcher(batching_parameters)
+
+    def wrap(servable: Servable) -> None:
+        if batcher is not None:
+            servable.run = functools.partial(batcher.submit, servable.run)
+
+    manager = ModelManager(sources, poll_seconds=poll_seconds, warmup=enable_model_warmup,
+                           wrap=wrap).start()
+    rest = grpc_server = bound = None
+    try:
+        if rest_port is not None:
+            rest = RestServer(host, rest_port, RestApi(manager), num_threads=rest_threads,
+                              max_body_bytes=max_body_bytes).start()
+        if grpc_port is not None:
+            grpc_server, bound = make_grpc_server(manager, host, grpc_port,
+                                                  max_workers=rest_threads,
+                                                  max_message_bytes=max_body_bytes)
+    except BaseException:
+        if rest is not None:
+            rest.stop()
+        manager.stop()
+        if batcher is not None:
+            batcher.close()
+        raise
+    return Server(manager, rest, grpc_server, bound, batcher, host)
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def _flag_bool(text: str) -> bool:
+    """TF Serving's boolean flags: ``--flag``, ``--flag=true``, ``--flag=false``."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false. Received: {text!r}")
+
+
+def configure_serve_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """TF Serving's ``tensorflow_model_server`` flags, plus kvid's ``--host`` and limits."""
+    tf_flags = parser.add_argument_group("TF Serving flags (same names and meaning)")
+    tf_flags.add_argument("--port", type=int, default=8500,
+                          help="gRPC port (0: any free port)")
+    tf_flags.add_argument("--rest_api_port", type=int, default=8501,
+                          help="REST port (0: REST off, as in TF Serving)")
+    tf_flags.add_argument("--model_name", default="default")
+    tf_flags.add_argument("--model_base_path", default=None,
+                          help="folder of numeric version subfolders")
+    tf_flags.add_argument("--model_config_file", default=None,
+                          help="text ModelServerConfig (model_config_list, version labels)")
+    tf_flags.add_argument("--rest_api_num_threads", type=int, default=16,
+                          help="requests run at once (REST and gRPC each)")
+    tf_flags.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+                          help="how often to look for new versions (0: only at start)")
+    tf_flags.add_argument("--enable_batching", type=_flag_bool, nargs="?", const=True,
+                          default=False)
+    tf_flags.add_argument("--batching_parameters_file", default=None,
+                          help="text BatchingParameters")
+    tf_flags.add_argument("--enable_model_warmup", type=_flag_bool, nargs="?", const=True,
+                          default=True, help="replay assets.extra/tf_serving_warmup_requests")
+    tf_flags.add_argument("--monitoring_config_file", default=None,
+                          help="checked and accepted; kvid serve exports no metrics")
+    tf_flags.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
+                          help="accepted; kvid serve reads the config file once")
+    tf_flags.add_argument("--allow_version_labels_for_unavailable_models", type=_flag_bool,
+                          nargs="?", const=True, default=False,
+                          help="accepted; kvid serve always allows it (an unloaded "
+                               "label's version answers 404)")
+    own = parser.add_argument_group("kvid serve")
+    own.add_argument("--host", default=DEFAULT_HOST,
+                     help="address to bind (default loopback only; 0.0.0.0 for all)")
+    own.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                     help="larger REST bodies get 413; larger gRPC messages are refused")
+    own.add_argument("--model_config_root", default=None,
+                     help="folder that absolute base_paths of --model_config_file are "
+                          "under (the container's /), e.g. serving")
+    return parser
+
+
+def server_from_args(args: argparse.Namespace) -> Server:
+    """Starts the server a parsed ``kvid serve`` command line describes."""
+    batching = None
+    if args.batching_parameters_file:
+        batching = configs.read_batching_parameters(args.batching_parameters_file)
+    if args.monitoring_config_file:
+        configs.read_monitoring_config(args.monitoring_config_file)
+    return start_server(
+        args.model_base_path, args.model_name,
+        model_config_file=args.model_config_file,
+        model_config_root=args.model_config_root,
+        host=args.host,
+        rest_port=args.rest_api_port or None,
+        grpc_port=args.port,
+        rest_threads=args.rest_api_num_threads,
+        poll_seconds=args.file_system_poll_wait_seconds,
+        batching_parameters=batching if args.enable_batching else None,
+        enable_batching=args.enable_batching,
+        enable_model_warmup=args.enable_model_warmup,
+        max_body_bytes=args.max_body_bytes,
+    )
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Runs the server until SIGINT/SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    server = server_from_args(args)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: threading.Thread(target=server.stop).start())
+    if server.rest_url:
+        print(f"REST  {server.rest_url}/v1/models/<name>", flush=True)
+    print(f"gRPC  {server.grpc_target}", flush=True)
+    server.wait()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m kvid.serving.server <TF Serving flags>``: the same as ``kvid serve``."""
+    parser = configure_serve_parser(argparse.ArgumentParser(
+        prog="kvid serve", description=__doc__.split("\n\n")[0]))
+    return serve_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

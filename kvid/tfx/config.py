@@ -1,0 +1,129 @@
+"""The pipeline's one config: a frozen dataclass read from JSON and ``KVID_*`` variables.
+
+``tfx pipeline create`` and ``tfx run create`` run ``pipeline/kvid.py`` without arguments,
+so everything a user changes (data, model, epochs, thresholds) comes from a JSON file named
+by ``KVID_PIPELINE_CONFIG`` and/or single ``KVID_<FIELD>`` environment variables
+(``KVID_DATA_ROOT=/videos KVID_EPOCHS=20 tfx run create ...``), never from editing the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+ENV_PREFIX = "KVID_"
+CONFIG_ENV = "KVID_PIPELINE_CONFIG"
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    pipeline_name: str = "kvid"
+    home: str = "kvid_output"  # pipeline root, metadata and default data live below it
+    data_root: str = ""  # folder of videos root/<label>/...; empty = the synthetic dataset
+    serving_dir: str = ""  # Pusher target (TF Serving layout); default: HOME/serving/models
+    model_name: str = "kvid"  # served model name: SERVING_DIR/<model_name>/<version>/
+    # ingest (VideoExampleGen)
+    fps: float = 12.5
+    clip_frames: int = 8
+    image_size: int = 64
+    train_buckets: int = 3
+    eval_buckets: int = 1
+    # training (Trainer, via kvid.train)
+    model: str = "cnn_gru"
+    model_kwargs: dict = dataclasses.field(default_factory=lambda: {
+        "units": 64, "small_cnn_widths": [16, 32, 64], "dropout": 0.2})
+    epochs: int = 8
+    batch_size: int = 8
+    learning_rate: float = 3e-3
+    optimizer: str = "adam"
+    mixed_precision: bool = False
+    # evaluation (Evaluator)
+    accuracy_threshold: float = 0.5  # absolute: accuracy must be >= this to bless
+    change_threshold: float = -0.05  # vs the latest blessed model: accuracy may drop at most this
+    # components and Beam
+    statistics: bool = True  # StatisticsGen, SchemaGen, ExampleValidator
+    beam_args: tuple = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+    synth_videos_per_class: int = 24
+    synth_classes: int = 4
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.home, "pipelines", self.pipeline_name)
+
+    @property
+    def metadata_path(self) -> str:
+        return os.path.join(self.home, "metadata", self.pipeline_name, "metadata.db")
+
+    @property
+    def videos(self) -> str:
+        return self.data_root or os.path.join(self.home, "synth-videos")
+
+    @property
+    def push_dir(self) -> str:
+        return self.serving_dir or os.path.join(self.home, "serving", "models")
+
+    @classmethod
+    def load(cls, path: str | None = None, environ: dict | None = None) -> "PipelineConfig":
+        """Defaults, then the JSON file (``path`` or $KVID_PIPELINE_CONFIG), then KVID_* vars."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        path = path or environ.get(CONFIG_ENV)
+        if path:
+            with open(path) as f:
+                values.update(json.load(f))
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(values) - set(fields)
+        if unknown:
+            raise ValueError(f"Unknown pipeline config keys {sorted(unknown)} in {path}. "
+                             f"Valid keys: {sorted(fields)}")
+        for name, field in fields.items():
+            raw = environ.get(ENV_PREFIX + name.upper())
+            if raw is not None:
+                values[name] = _parse(raw, field, name)
+        if "beam_args" in values and isinstance(values["beam_args"], (list, str)):
+            args = values["beam_args"]
+            values["beam_args"] = tuple(args.split() if isinstance(args, str) else args)
+        return cls(**values)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["beam_args"] = list(self.beam_args)
+        return d
+
+
+def _parse(raw: str, field: dataclasses.Field, name: str):
+    default = field.default if field.default is not dataclasses.MISSING \
+        else field.default_factory()
+    try:
+        if isinstance(default, bool):
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, (dict, list)):
+            return json.loads(raw)
+        if isinstance(default, tuple):
+            return tuple(raw.split())
+        return raw
+    except ValueError:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid "
+                         f"{type(default).__name__}") from None
+
+
+def ensure_videos(config: PipelineConfig) -> str:
+    """The video folder to ingest; writes the synthetic dataset there if none was given."""
+    if config.data_root:
+        if not os.path.isdir(config.data_root):
+            raise FileNotFoundError(f"data_root {config.data_root} is not a folder")
+        return config.data_root
+    if not os.path.isdir(config.videos) or not os.listdir(config.videos):
+        from kvid.synth import SynthConfig, generate
+
+        generate(config.videos, SynthConfig(num_classes=config.synth_classes,
+                                            videos_per_class=config.synth_videos_per_class))
+    return config.videos

@@ -1,0 +1,156 @@
+"""VideoExampleGen: a file-based TFX ExampleGen whose executor runs kvid's ingest PTransform.
+
+``input_base`` is a folder ``root/<label>/<video>`` or a CSV manifest; the executor decodes
+the videos with :class:`kvid.ingest.VideosToClips` (the same transform as ``kvid ingest``)
+and TFX writes the standard Examples artifact (gzip TFRecords, ``Split-<name>/``).
+
+Splits: TFX's own hash partitioning on the ``group`` feature (output_config
+``partition_feature_name="group"``), so a group never straddles splits. Dead letters go to ``<artifact>/DeadLetters/`` and their count
+is the artifact's ``dead_letters`` custom property; ``<artifact>/dataset.json`` carries the
+label map so the Trainer and tf.data read the artifact like ``kvid ingest`` output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import apache_beam as beam
+import tensorflow as tf
+from google.protobuf import any_pb2, struct_pb2
+from google.protobuf import json_format
+from tfx.components.example_gen import base_example_gen_executor
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from kvid import schema
+from kvid.ingest import IngestConfig, VideosToClips
+from kvid.ingest.runner import as_manifest
+
+DEAD_LETTERS_DIR = "DeadLetters"
+DATASET_JSON = "dataset.json"
+_DEAD_LETTER_KEY = "_kvid_dead_letter_prefix"
+
+
+def ingest_custom_config(config: IngestConfig) -> example_gen_pb2.CustomConfig:
+    """Packs the ingest parameters into ExampleGen's ``custom_config`` (a Struct in an Any)."""
+    struct = struct_pb2.Struct()
+    struct.update({k: v for k, v in config.to_json().items() if v is not None})
+    packed = any_pb2.Any()
+    packed.Pack(struct)
+    return example_gen_pb2.CustomConfig(custom_config=packed)
+
+
+def _ingest_config(exec_properties: dict[str, Any]) -> IngestConfig:
+    custom = example_gen_pb2.CustomConfig()
+    raw = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+    if raw:
+        proto_utils.json_to_proto(raw, custom)
+    values: dict[str, Any] = {}
+    if custom.HasField("custom_config"):
+        struct = struct_pb2.Struct()
+        custom.custom_config.Unpack(struct)
+        values = json_format.MessageToDict(struct)
+    for key in ("clip_frames", "jpeg_quality", "workers", "num_shards", "segments", "snippet",
+                "decode_threads", "seed", "short_side", "stride", "max_clips"):
+        if values.get(key) is not None:
+            values[key] = int(values[key])
+    if values.get("size"):
+        values["size"] = tuple(int(v) for v in values["size"])
+    values.pop("split_ratios", None)  # TFX partitions the splits itself
+    return IngestConfig(**values)
+
+
+def _manifest(exec_properties: dict[str, Any]):
+    return as_manifest(exec_properties[standard_component_specs.INPUT_BASE_KEY])
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def VideosToExamples(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
+                     split_pattern: str) -> beam.pvalue.PCollection:
+    """All videos of ``input_base`` -> tf.train.Example clip records, which ExampleGen
+    partitions into splits and writes; ``split_pattern`` is "*" (one input split)."""
+    config = _ingest_config(exec_properties)
+    manifest = _manifest(exec_properties)
+    out = (pipeline
+           | "Videos" >> beam.Create(list(manifest.items))
+           | "VideosToClips" >> VideosToClips(config, manifest.labels))
+    prefix = exec_properties.get(_DEAD_LETTER_KEY)
+    if prefix:
+        dead = ((out.dead_letters,
+                 pipeline | "ManifestDeadLetters" >> beam.Create(
+                     list(manifest.dead_letters)))
+                | "AllDeadLetters" >> beam.Flatten())
+        _ = (dead
+             | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
+             | "WriteDeadLetters" >> beam.io.WriteToText(
+                 prefix, file_name_suffix=".jsonl", shard_name_template="",
+                 num_shards=1))
+    return (out.clips
+            | "Records" >> beam.Values()
+            | "ToExample" >> beam.Map(tf.train.Example.FromString))
+
+
+class VideoExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
+    """ExampleGen executor over raw videos; adds dead letters and the label map."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        return VideosToExamples
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        examples = artifact_utils.get_single_instance(
+            output_dict[standard_component_specs.EXAMPLES_KEY])
+        dead_dir = os.path.join(examples.uri, DEAD_LETTERS_DIR)
+        tf.io.gfile.makedirs(dead_dir)
+        props = {**exec_properties, _DEAD_LETTER_KEY: os.path.join(dead_dir, "dead_letters")}
+        super().Do(input_dict, output_dict, props)
+
+        dead = 0
+        for path in tf.io.gfile.glob(os.path.join(dead_dir, "*.jsonl")):
+            with tf.io.gfile.GFile(path) as f:
+                dead += sum(1 for line in f if line.strip())
+        examples.set_int_custom_property("dead_letters", dead)
+        config = _ingest_config(exec_properties)
+        manifest = _manifest(exec_properties)
+        splits = artifact_utils.decode_split_names(examples.split_names)
+        info = {
+            "labels": list(manifest.labels),
+            "clip_frames": config.frames_per_clip,
+            "fps": config.fps,
+            "image_size": list(config.size) if config.size else None,
+            "short_side": config.short_side,
+            "compression": "GZIP",
+            "shards": {s: [f"Split-{s}/*"] for s in splits},
+            "splits": {s: {} for s in splits},
+            "dead_letters": dead,
+            "params": config.to_json(),
+            "source": exec_properties[standard_component_specs.INPUT_BASE_KEY],
+        }
+        with tf.io.gfile.GFile(os.path.join(examples.uri, DATASET_JSON), "w") as f:
+            f.write(json.dumps(info, indent=2))
+        examples.set_string_custom_property("labels", json.dumps(info["labels"]))
+
+
+def VideoExampleGen(input_base: str, ingest: IngestConfig, *,
+                    split_buckets: dict[str, int] | None = None) -> FileBasedExampleGen:
+    """The ExampleGen component over a folder of raw videos ``input_base/<label>/...``.
+
+    ``split_buckets``: output splits by hash of ``group`` (default train 3 : eval 1).
+    """
+    buckets = split_buckets or {"train": 3, "eval": 1}
+    input_config = example_gen_pb2.Input(splits=[
+        example_gen_pb2.Input.Split(name="all", pattern="*")])
+    output_config = example_gen_pb2.Output(split_config=example_gen_pb2.SplitConfig(
+        splits=[example_gen_pb2.SplitConfig.Split(name=n, hash_buckets=b)
+                for n, b in buckets.items()],
+        partition_feature_name=schema.GROUP))
+    return FileBasedExampleGen(
+        input_base=input_base, input_config=input_config, output_config=output_config,
+        custom_config=ingest_custom_config(ingest),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(VideoExampleGenExecutor))

@@ -1,0 +1,35 @@
+"""The TFX Trainer's module file: a thin ``run_fn`` over kvid's own trainer and export.
+
+``custom_config`` carries :class:`kvid.train.trainer.TrainConfig` fields (model, epochs,
+...). Data comes from the Examples artifact that VideoExampleGen wrote (its ``dataset.json``
+holds the label map); the SavedModel with kvid's three signatures goes to
+``fn_args.serving_model_dir`` and TensorBoard logs to ``fn_args.model_run_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kvid.train.export import export_saved_model
+from kvid.train.trainer import config_from_dict, train
+
+
+def examples_root(file_patterns) -> str:
+    """The Examples artifact's uri from the Trainer's ``.../Split-train/*`` patterns."""
+    first = file_patterns[0] if isinstance(file_patterns, (list, tuple)) else file_patterns
+    return os.path.dirname(os.path.dirname(first))
+
+
+def run_fn(fn_args) -> None:
+    custom = dict(fn_args.custom_config or {})
+    data_dir = examples_root(fn_args.train_files)
+    config = config_from_dict({
+        **custom, "data_dir": data_dir, "output_dir": fn_args.model_run_dir,
+        "train_split": "train", "val_split": "eval", "verbose": 2,
+    })
+    result = train(config)
+    export_saved_model(
+        result.model, fn_args.serving_model_dir, labels=result.labels,
+        clip_frames=result.clip_frames, image_size=result.image_size,
+        normalization=result.normalization, model_name=custom.get("model_name", "kvid"),
+        extra_metadata={"model": config.model})

@@ -1,0 +1,146 @@
+"""Clip- and video-level evaluation: the one JSON report and the confusion-matrix PNG."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+from kvid.train.plots import plot_confusion_matrix
+
+
+def classification_report(y_true: Sequence[int], probs: np.ndarray,
+                          labels: Sequence[str]) -> dict:
+    """Top-1, top-5, mean class accuracy, per-class accuracy and the confusion matrix."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    probs = np.asarray(probs, dtype=np.float64)
+    n_classes = len(labels)
+    if probs.ndim != 2 or probs.shape[1] != n_classes or len(y_true) != len(probs):
+        raise ValueError(f"Expected probs [N, {n_classes}] for N={len(y_true)} labels. "
+                         f"Received: probs.shape={probs.shape}")
+    pred = probs.argmax(axis=1)
+    k = min(5, n_classes)
+    topk = np.argsort(-probs, axis=1)[:, :k]
+    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(cm, (y_true, pred), 1)
+    support = cm.sum(axis=1)
+    per_class = {labels[i]: (float(cm[i, i] / support[i]) if support[i] else None)
+                 for i in range(n_classes)}
+    present = [v for v in per_class.values() if v is not None]
+    return {
+        "count": int(len(y_true)),
+        "top1": float((pred == y_true).mean()) if len(y_true) else 0.0,
+        f"top{k}": float((topk == y_true[:, None]).any(axis=1).mean()) if len(y_true) else 0.0,
+        "mean_class_accuracy": float(np.mean(present)) if present else 0.0,
+        "per_class_accuracy": per_class,
+        "confusion_matrix": cm.tolist(),
+        "chance": 1.0 / n_classes,
+    }
+
+
+def write_report(report: dict, labels: Sequence[str], out_dir: str, prefix: str = "") -> dict:
+    """Writes ``<prefix>report.json`` and a confusion-matrix PNG and JSON per level."""
+    os.makedirs(out_dir, exist_ok=True)
+    files = {}
+    for level in ("clip", "video"):
+        if level not in report:
+            continue
+        cm = report[level]["confusion_matrix"]
+        png = os.path.join(out_dir, f"{prefix}confusion_matrix_{level}.png")
+        plot_confusion_matrix(np.array(cm), labels, png,
+                              title=f"{level}-level, top-1 {report[level]['top1']:.3f}")
+        cm_json = os.path.join(out_dir, f"{prefix}confusion_matrix_{level}.json")
+        with open(cm_json, "w") as f:
+            json.dump({"labels": list(labels), "matrix": cm}, f)
+        files[f"confusion_matrix_{level}_png"] = png
+        files[f"confusion_matrix_{level}_json"] = cm_json
+    report = {**report, "files": files}
+    path = os.path.join(out_dir, f"{prefix}report.json")
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
+    report["files"]["report"] = path
+    return report
+
+
+def _probabilities(model, inputs) -> np.ndarray:
+    """Softmax of the model's logits; per-step logits [B, T, C] are averaged first (LRCN)."""
+    import tensorflow as tf
+
+    logits = tf.convert_to_tensor(model(inputs, training=False))
+    if logits.shape.rank == 3:
+        logits = tf.reduce_mean(logits, axis=1)
+    return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1).numpy()
+
+
+def evaluate_run(run_dir: str, *, data_dir: str | None = None, split: str = "test",
+                 num_clips: int = 4, num_crops: int = 1, output_dir: str | None = None,
+                 batch_size: int = 8, attention_clips: int = 2) -> dict:
+    """Clip-level and video-level (num_clips x num_crops views averaged per video) report.
+
+    Writes ``report.json``, confusion matrices (PNG + JSON) and, for the soft-attention
+    LRCN, attention-map PNGs, into ``output_dir`` (default ``RUN/eval-<split>``).
+    """
+    from kvid.data import make_dataset, make_eval_views, predict_video_scores
+    from kvid.train.runs import load_run
+
+    run = load_run(run_dir)
+    data_dir = data_dir or run.config.data_dir
+    output_dir = output_dir or os.path.join(run_dir, f"eval-{split}")
+    common = dict(clip_frames=run.clip_frames, image_size=run.image_size,
+                  normalize=run.normalization, sampling=run.config.sampling)
+    clips = make_dataset(data_dir, split, batch_size=batch_size, training=False, **common)
+    y_true, probs = [], []
+    for inputs, labels in clips:
+        probs.append(_probabilities(run.model, inputs))
+        y_true.append(labels.numpy())
+    if not probs:
+        raise ValueError(f"the {split!r} split of {data_dir} has no clips")
+    report = {"run": run_dir, "model": run.config.model, "split": split, "data": data_dir,
+              "clip": classification_report(np.concatenate(y_true), np.concatenate(probs),
+                                            run.labels)}
+    views = make_eval_views(data_dir, split, num_clips=num_clips, num_crops=num_crops,
+                            batch_size=batch_size * num_crops, **common)
+    _, video_probs, video_labels = predict_video_scores(
+        lambda x, training=False: _probabilities(run.model, x), views)
+    report["video"] = classification_report(video_labels, video_probs, run.labels)
+    report["video"].update(num_clips=num_clips, num_crops=num_crops)
+    report = write_report(report, run.labels, output_dir)
+    if run.config.model == "lrcn_soft_attention":
+        report["files"]["attention_maps"] = _attention_pngs(run, clips, output_dir,
+                                                            attention_clips)
+    curves = os.path.join(run_dir, "training_curves.png")
+    if os.path.exists(curves):
+        report["files"]["training_curves"] = curves
+    with open(report["files"]["report"], "w") as f:
+        json.dump(report, f, indent=2)
+    return report
+
+
+def _attention_pngs(run, clips, output_dir: str, count: int) -> list[str]:
+    """Where the soft-attention LRCN looked, step by step, for the first clips."""
+    from kvid.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+    from kvid.models.attention import attention_model
+    from kvid.train.plots import plot_attention_maps
+
+    helper = attention_model(run.model)
+    paths = []
+    for inputs, labels in clips.take(1):
+        _, attention = helper(inputs, training=False)
+        attention = np.asarray(attention)
+        frames = np.asarray(inputs)
+        if run.normalization == "imagenet":
+            frames = frames * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN)
+        elif run.normalization == "symmetric":
+            frames = (frames + 1.0) / 2.0
+        for i in range(min(count, len(frames))):
+            att = attention[i]
+            if att.ndim == 2:  # [T, K*K] -> [T, K, K]
+                k = int(round(att.shape[1] ** 0.5))
+                att = att.reshape(att.shape[0], k, k)
+            label = run.labels[int(labels[i])]
+            path = os.path.join(output_dir, f"attention_{i}.png")
+            paths.append(plot_attention_maps(np.clip(frames[i], 0, 1), att, path,
+                                             title=f"soft attention, true: {label}"))
+    return paths

@@ -1,0 +1,166 @@
+"""Export a trained Keras model as a SavedModel with kvid's three serving signatures.
+
+- ``serving_default``: ``frames`` string [batch, T] of JPEG bytes (REST clients send
+  ``{"b64": ...}``), decoded, resized and normalized in the graph.
+- ``serving_examples``: ``examples`` string [batch] of serialized clip records
+  (kvid/schema.py); what TFMA's Evaluator calls.
+- ``serving_tensor``: ``frames`` float32 [batch, T, H, W, 3] of pixel values in [0, 255].
+
+All three return ``probabilities`` [batch, C], and the top-k ``classes``, ``labels`` and
+``scores``. The label map ships as ``assets/labels.txt``, the preprocessing as
+``assets/kvid.json``, and TF Serving warm-up requests as
+``assets.extra/tf_serving_warmup_requests``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kvid import schema
+from kvid.data.preprocess import decode_frames, normalize, resize_cover_crop
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+PREPROCESSING_FILE = "kvid.json"
+
+
+def _center_window(frames: tf.Tensor, length: int) -> tf.Tensor:
+    """The centered ``length`` frames of a clip (looped when the clip is shorter)."""
+    n = tf.shape(frames)[0]
+    idx = tf.range(length) + tf.maximum(0, (n - length) // 2)
+    return tf.gather(frames, tf.math.floormod(idx, tf.maximum(n, 1)))
+
+
+def export_saved_model(
+    model: keras.Model,
+    export_dir: str,
+    *,
+    labels: Sequence[str],
+    clip_frames: int,
+    image_size: tuple[int, int],
+    normalization: str,
+    top_k: int = 5,
+    model_name: str = "kvid",
+    warmup_frames: Sequence[bytes] | None = None,
+    extra_metadata: dict | None = None,
+) -> str:
+    """Writes the SavedModel to ``export_dir`` (atomically: temp dir, then rename).
+
+    ``warmup_frames``: T JPEG frames of one real clip for the TF Serving warm-up records
+    (a gray clip is used when not given). Returns ``export_dir``.
+    """
+    labels = [str(x) for x in labels]
+    if model.outputs[0].shape[-1] != len(labels):
+        raise ValueError(f"The model has {model.outputs[0].shape[-1]} outputs but "
+                         f"{len(labels)} labels were given.")
+    h, w = int(image_size[0]), int(image_size[1])
+    t = int(clip_frames)
+    k = min(int(top_k), len(labels))
+    label_table = tf.constant(labels)
+
+    def outputs_from_pixels(pixels):
+        logits = model(normalize(pixels, normalization), training=False)
+        probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        scores, classes = tf.math.top_k(probs, k=k)
+        return {"probabilities": probs, "classes": classes,
+                "labels": tf.gather(label_table, classes), "scores": scores}
+
+    def decode_clip(jpegs):
+        return decode_frames(jpegs, (h, w))
+
+    def serving_default(frames):
+        pixels = tf.map_fn(decode_clip, frames,
+                           fn_output_signature=tf.TensorSpec([t, h, w, 3], tf.float32))
+        return outputs_from_pixels(pixels)
+
+    def serving_examples(examples):
+        parsed = schema.parse_clips(examples)
+
+        def one(jpegs):
+            return decode_frames(_center_window(jpegs, t), (h, w))
+
+        pixels = tf.map_fn(one, parsed[schema.FRAMES],
+                           fn_output_signature=tf.TensorSpec([t, h, w, 3], tf.float32))
+        return outputs_from_pixels(pixels)
+
+    def serving_tensor(frames):
+        pixels = tf.map_fn(lambda clip: resize_cover_crop(clip, (h, w)), frames,
+                           fn_output_signature=tf.TensorSpec([t, h, w, 3], tf.float32))
+        return outputs_from_pixels(pixels)
+
+    parent = os.path.dirname(os.path.abspath(export_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        asset_dir = os.path.join(tmp, "_assets_src")
+        os.makedirs(asset_dir)
+        labels_path = os.path.join(asset_dir, "labels.txt")
+        with open(labels_path, "w") as f:
+            f.write("\n".join(labels) + "\n")
+        meta = {"labels": labels, "clip_frames": t, "image_size": [h, w],
+                "normalization": normalization, "top_k": k, **(extra_metadata or {})}
+        meta_path = os.path.join(asset_dir, PREPROCESSING_FILE)
+        with open(meta_path, "w") as f:
+            json.dump(meta, f, indent=2)
+
+        # A plain tf.Module root: the Keras model's variables, the assets and the three
+        # signature functions are saved together (what keras.export.ExportArchive does,
+        # plus assets, which its public API cannot attach).
+        root = tf.Module()
+        root.model = model
+        root.labels_asset = tf.saved_model.Asset(labels_path)
+        root.metadata_asset = tf.saved_model.Asset(meta_path)
+        signatures = {
+            "serving_default": tf.function(serving_default, input_signature=[
+                tf.TensorSpec([None, t], tf.string, name="frames")]),
+            "serving_examples": tf.function(serving_examples, input_signature=[
+                tf.TensorSpec([None], tf.string, name="examples")]),
+            "serving_tensor": tf.function(serving_tensor, input_signature=[
+                tf.TensorSpec([None, t, None, None, 3], tf.float32, name="frames")]),
+        }
+        for name, fn in signatures.items():
+            setattr(root, name, fn)
+        out = os.path.join(tmp, "model")
+        tf.saved_model.save(root, out, signatures=signatures)
+        _write_warmup(out, model_name, warmup_frames or _gray_clip(t, h, w))
+        if os.path.exists(export_dir):
+            shutil.rmtree(export_dir)
+        os.replace(out, export_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return export_dir
+
+
+def _gray_clip(t: int, h: int, w: int) -> list[bytes]:
+    from kvid.video.frames import encode_jpeg
+
+    frame = encode_jpeg(np.full((h, w, 3), 128, np.uint8))
+    return [frame] * t
+
+
+def _write_warmup(saved_model_dir: str, model_name: str, frames: Sequence[bytes]) -> None:
+    """TF Serving replays these PredictionLogs at load (``--enable_model_warmup``)."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    request = predict_pb2.PredictRequest(
+        model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
+    request.inputs["frames"].CopyFrom(tf.make_tensor_proto([list(frames)], dtype=tf.string))
+    log = prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request))
+    extra = os.path.join(saved_model_dir, "assets.extra")
+    os.makedirs(extra, exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
+        writer.write(log.SerializeToString())
+
+
+def read_preprocessing(saved_model_dir: str) -> dict:
+    """The preprocessing and label map an exported model was trained with."""
+    with open(os.path.join(saved_model_dir, "assets", PREPROCESSING_FILE)) as f:
+        return json.load(f)

@@ -1,0 +1,82 @@
+"""PNG figures people would rather look at than read: curves, confusion matrix, attention."""
+
+from __future__ import annotations
+
+import csv
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures go to files
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_training_curves(csv_log: str, path: str) -> str:
+    """Loss and accuracy per epoch from Keras' CSVLogger file (train and validation)."""
+    with open(csv_log) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{csv_log} has no epochs")
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+            if key in rows[0]:
+                ax.plot(epochs, [float(r[key]) for r in rows], style, marker="o", label=key)
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str,
+                          title: str = "confusion matrix") -> str:
+    """Rows are true classes, columns predicted; cells show counts, colour shows recall."""
+    matrix = np.asarray(matrix)
+    n = len(labels)
+    rows = matrix.sum(axis=1, keepdims=True)
+    recall = np.divide(matrix, rows, out=np.zeros(matrix.shape, float), where=rows > 0)
+    size = max(4.0, 0.6 * n + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(recall, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(n):
+        for j in range(n):
+            if matrix[i, j]:
+                ax.text(j, i, int(matrix[i, j]), ha="center", va="center",
+                        color="white" if recall[i, j] > 0.5 else "black", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_attention_maps(frames: np.ndarray, attention: np.ndarray, path: str,
+                        title: str = "attention") -> str:
+    """Frames [T, H, W, 3] (uint8 or [0, 1]) with attention [T, K, K] overlaid, one column a step."""
+    frames = np.asarray(frames)
+    attention = np.asarray(attention)
+    t = frames.shape[0]
+    fig, axes = plt.subplots(1, t, figsize=(1.8 * t, 2.2), squeeze=False)
+    for i in range(t):
+        ax = axes[0, i]
+        img = frames[i].astype(np.float32)
+        ax.imshow(img / 255.0 if img.max() > 1.0 else img)
+        ax.imshow(attention[i], cmap="jet", alpha=0.45, interpolation="bilinear",
+                  extent=(0, frames.shape[2], frames.shape[1], 0))
+        ax.set_axis_off()
+        ax.set_title(f"t={i}", fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,73 @@
+"""A training run folder as a unit: load its model and settings, export it, evaluate it."""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+
+import keras
+import tensorflow as tf
+
+from kvid import schema
+from kvid.train.export import export_saved_model
+from kvid.train.trainer import RunPaths, TrainConfig, load_run_config, resolve_input
+
+
+@dataclasses.dataclass
+class Run:
+    config: TrainConfig
+    info: dict  # dataset.json of the training data
+    model: keras.Model
+    clip_frames: int
+    image_size: tuple[int, int]
+    normalization: str
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.info["labels"])
+
+
+def load_run(run_dir: str, weights: str = "best") -> Run:
+    """Loads ``best.keras`` (or ``last.keras``) with the run's config and dataset info."""
+    import kvid.models  # noqa: F401  (registers the zoo's custom layers for loading)
+    from kvid.data import load_dataset_info
+
+    paths = RunPaths(run_dir)
+    if not os.path.exists(paths.config):
+        raise FileNotFoundError(f"{run_dir} is not a kvid run folder (no config.json)")
+    config = load_run_config(run_dir)
+    model_path = paths.best if weights == "best" else paths.last
+    if not os.path.exists(model_path):
+        model_path = paths.last if os.path.exists(paths.last) else paths.best
+    if not os.path.exists(model_path):
+        raise FileNotFoundError(f"{run_dir} has no trained model yet (best.keras/last.keras)")
+    info = load_dataset_info(config.data_dir)
+    model = keras.models.load_model(model_path)
+    clip_frames, image_size, normalization = resolve_input(config, info)
+    return Run(config, info, model, clip_frames, image_size, normalization)
+
+
+def first_clip(data_dir: str, split: str = "test") -> schema.Clip | None:
+    """The first stored clip of a split, parsed with the schema (None if the split is empty)."""
+    files = sorted(glob.glob(os.path.join(data_dir, split, "*.tfrecord*")))
+    if not files:
+        return None
+    compression = "GZIP" if files[0].endswith(".gz") else ""
+    for record in tf.data.TFRecordDataset(files[:1], compression_type=compression).take(1):
+        return schema.from_example(record.numpy())
+    return None
+
+
+def export_run(run_dir: str, export_dir: str, *, weights: str = "best",
+               model_name: str = "kvid", top_k: int = 5) -> str:
+    run = load_run(run_dir, weights)
+    clip = first_clip(run.config.data_dir)  # a real clip makes a realistic warm-up request
+    warmup = None
+    if clip is not None:
+        warmup = (list(clip.frames) * run.clip_frames)[: run.clip_frames]
+    return export_saved_model(
+        run.model, export_dir, labels=run.labels, clip_frames=run.clip_frames,
+        image_size=run.image_size, normalization=run.normalization, top_k=top_k,
+        model_name=model_name, warmup_frames=warmup,
+        extra_metadata={"model": run.config.model, "fps": run.info.get("fps")})

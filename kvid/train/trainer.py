@@ -1,0 +1,252 @@
+"""The one training loop glue behind ``kvid train``, notebooks and the TFX Trainer's run_fn.
+
+``train(TrainConfig(...))`` builds the datasets with :func:`kvid.data.make_dataset`, the
+model from the registry, compiles it with the chosen optimizer and schedule, and fits with
+checkpoints that survive a kill (``BackupAndRestore``: a resumed run continues from the
+last finished epoch), best-model keeping, a CSV log, TensorBoard and Keras progress bars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Sequence
+
+import keras
+import tensorflow as tf
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine", "step", "multigrid")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on; saved as ``config.json`` beside the run."""
+
+    data_dir: str
+    output_dir: str
+    model: str = "cnn_gru"
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    epochs: int = 10
+    batch_size: int = 8
+    clip_frames: int | None = None  # default: the stored clip length (dataset.json)
+    image_size: int | None = None  # default: the stored frame size
+    sampling: str = "dense"
+    flip: bool = True  # random horizontal flips; off when mirroring changes the class
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    mixed_precision: bool = False
+    pretrained: str | None = None
+    resume: bool = False
+    seed: int = 0
+    train_split: str = "train"
+    val_split: str | None = "val"
+    steps_per_epoch: int | None = None
+    verbose: int | str = "auto"
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}. "
+                             f"Received: optimizer={self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}. "
+                             f"Received: schedule={self.schedule!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0. Received: {self.learning_rate}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1). "
+                             f"Received: {self.label_smoothing}")
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: keras.Model
+    history: dict
+    output_dir: str
+    labels: list[str]
+    clip_frames: int
+    image_size: tuple[int, int]
+    normalization: str
+    initial_epoch: int
+
+
+class RunPaths:
+    """Where a run writes its files (one place, so CLI, evaluate and TFX agree)."""
+
+    def __init__(self, output_dir: str):
+        self.root = output_dir
+        self.backup = os.path.join(output_dir, "backup")
+        self.best = os.path.join(output_dir, "best.keras")
+        self.last = os.path.join(output_dir, "last.keras")
+        self.csv_log = os.path.join(output_dir, "train_log.csv")
+        self.tensorboard = os.path.join(output_dir, "tensorboard")
+        self.config = os.path.join(output_dir, "config.json")
+        self.curves = os.path.join(output_dir, "training_curves.png")
+
+
+def resolve_input(config: TrainConfig, info: dict) -> tuple[int, tuple[int, int], str]:
+    """The clip length, frame size and normalization a run uses (flags over dataset.json)."""
+    from kvid.models.registry import get_model_info
+
+    model_info = get_model_info(config.model)
+    clip_frames = int(config.clip_frames or info["clip_frames"])
+    if config.image_size:
+        size = (int(config.image_size), int(config.image_size))
+    elif info.get("image_size"):
+        size = tuple(int(v) for v in info["image_size"])
+    else:
+        raise ValueError("The dataset was ingested with --short-side (no fixed frame size): "
+                         "give --image-size.")
+    return clip_frames, size, model_info.normalization
+
+
+def _schedule(config: TrainConfig, steps_per_epoch: int):
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    lr = config.learning_rate
+    if config.schedule == "constant":
+        return lr
+    if config.schedule == "cosine":
+        if warmup:
+            return keras.optimizers.schedules.CosineDecay(
+                lr / 10, decay_steps=max(1, total - warmup), warmup_target=lr,
+                warmup_steps=warmup)
+        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
+    if config.schedule == "step":  # x0.1 at 50% and 75% of training, as in the C3D/I3D recipes
+        return keras.optimizers.schedules.PiecewiseConstantDecay(
+            [int(total * 0.5), int(total * 0.75)], [lr, lr * 0.1, lr * 0.01])
+    from kvid.models.multigrid import multigrid_lr_schedule  # noqa: PLC0415
+
+    return multigrid_lr_schedule(lr, total_steps=total, warmup_steps=warmup)
+
+
+def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    lr = _schedule(config, steps_per_epoch)
+    wd = config.weight_decay or None
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=wd)
+    if config.optimizer == "adamw":
+        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay or 1e-4)
+    return keras.optimizers.Adam(lr, weight_decay=wd)
+
+
+def compile_model(model: keras.Model, config: TrainConfig, num_classes: int,
+                  steps_per_epoch: int) -> None:
+    one_hot = config.label_smoothing > 0
+    if one_hot:
+        loss = keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=config.label_smoothing)
+        metrics = [keras.metrics.CategoricalAccuracy(name="accuracy"),
+                   keras.metrics.TopKCategoricalAccuracy(k=min(5, num_classes), name="top5")]
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+                   keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, num_classes),
+                                                               name="top5")]
+    model.compile(optimizer=make_optimizer(config, steps_per_epoch), loss=loss,
+                  metrics=metrics)
+
+
+def _strategy() -> tf.distribute.Strategy:
+    gpus = tf.config.list_physical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def _datasets(config, info, clip_frames, image_size, normalization):
+    from kvid.data import AugmentConfig, make_dataset
+
+    label_mode = "one_hot" if config.label_smoothing > 0 else "sparse"
+    common = dict(clip_frames=clip_frames, batch_size=config.batch_size,
+                  image_size=image_size, normalize=normalization, seed=config.seed,
+                  sampling=config.sampling, label_mode=label_mode,
+                  num_classes=len(info["labels"]))
+    train_ds = make_dataset(config.data_dir, config.train_split, training=True,
+                            augment=AugmentConfig(flip=config.flip), **common)
+    val_ds = None
+    if config.val_split and config.val_split in info.get("splits", {}) and \
+            info["splits"][config.val_split].get("num_clips", 1) > 0:
+        val_ds = make_dataset(config.data_dir, config.val_split, training=False, **common)
+    return train_ds, val_ds
+
+
+def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
+          info: dict | None = None) -> TrainResult:
+    """Trains per ``config``; a killed run started again with ``resume=True`` continues."""
+    from kvid.data import load_dataset_info
+    from kvid.models.registry import build_model
+
+    paths = RunPaths(config.output_dir)
+    info = info or load_dataset_info(config.data_dir)
+    labels = list(info["labels"])
+    has_backup = os.path.isdir(paths.backup) and os.listdir(paths.backup)
+    if has_backup and not config.resume:
+        raise FileExistsError(
+            f"{config.output_dir} holds an unfinished run; pass --resume to continue it or "
+            "choose another --output.")
+    os.makedirs(config.output_dir, exist_ok=True)
+    with open(paths.config, "w") as f:
+        json.dump(config.to_json(), f, indent=2)
+
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    clip_frames, image_size, normalization = resolve_input(config, info)
+    train_ds, val_ds = _datasets(config, info, clip_frames, image_size, normalization)
+    num_train = info.get("splits", {}).get(config.train_split, {}).get("num_clips")
+    steps = config.steps_per_epoch or (math.ceil(num_train / config.batch_size)
+                                       if num_train else 100)
+    if config.steps_per_epoch:
+        train_ds = train_ds.repeat()
+
+    with _strategy().scope():
+        model = build_model(config.model, input_shape=(clip_frames, *image_size, 3),
+                            num_classes=len(labels), **config.model_kwargs)
+        if config.pretrained:
+            model.load_weights(config.pretrained, skip_mismatch=True)
+        compile_model(model, config, len(labels), steps)
+
+    monitor = "val_accuracy" if val_ds is not None else "accuracy"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(paths.backup, save_freq="epoch",
+                                         delete_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(paths.best, monitor=monitor, mode="max",
+                                        save_best_only=True),
+        keras.callbacks.CSVLogger(paths.csv_log, append=bool(has_backup)),
+        keras.callbacks.TensorBoard(paths.tensorboard),
+        *extra_callbacks,
+    ]
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                        steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
+                        verbose=config.verbose)
+    model.save(paths.last)
+    if os.path.exists(paths.csv_log):
+        from kvid.train.plots import plot_training_curves
+
+        plot_training_curves(paths.csv_log, paths.curves)
+    return TrainResult(model=model, history=dict(history.history), output_dir=config.output_dir,
+                       labels=labels, clip_frames=clip_frames, image_size=image_size,
+                       normalization=normalization,
+                       initial_epoch=int(history.epoch[0]) if history.epoch else config.epochs)
+
+
+def load_run_config(output_dir: str) -> TrainConfig:
+    with open(RunPaths(output_dir).config) as f:
+        return TrainConfig(**json.load(f))
+
+
+def config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    """Builds a config from a plain dict (TFX custom_config, JSON), ignoring unknown keys."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in values.items() if k in names})

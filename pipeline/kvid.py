@@ -1,0 +1,25 @@
+"""kvid's TFX pipeline: videos -> VideoExampleGen -> Statistics/Schema/Validator -> Trainer
+-> Evaluator -> Pusher. Runs with the TFX CLI or directly:
+
+    python pipeline/kvid.py
+    tfx pipeline create --pipeline_path=pipeline/kvid.py --engine=local
+    tfx run create --pipeline_name=kvid --engine=local
+
+Settings come from $KVID_PIPELINE_CONFIG (a JSON file) and KVID_* variables, e.g.
+``KVID_DATA_ROOT=/data/videos KVID_EPOCHS=20 KVID_ACCURACY_THRESHOLD=0.6``; see
+kvid/tfx/config.py. With no data root the synthetic motion dataset is written and used.
+"""
+
+import os
+
+from tfx import v1 as tfx
+
+from kvid.tfx.config import PipelineConfig, ensure_videos
+from kvid.tfx.pipeline import create_pipeline
+
+CONFIG = PipelineConfig.load()
+
+if __name__ == "__main__":
+    ensure_videos(CONFIG)
+    os.makedirs(os.path.dirname(os.path.abspath(CONFIG.metadata_path)), exist_ok=True)
+    tfx.orchestration.LocalDagRunner().run(create_pipeline(CONFIG))

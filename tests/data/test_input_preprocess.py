@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kvid.data.preprocess import decode_frames, normalize, resize_cover_crop
+
+from data_fixtures import known_frame, make_clip
+
+
+def test_decode_frames_same_for_static_and_dynamic_length():
+    jpegs = make_clip(0, "v", frames=3).frames
+    static = decode_frames(tf.constant(jpegs), (16, 16))
+    dynamic = tf.function(lambda j: decode_frames(j, (16, 16)),
+                          input_signature=[tf.TensorSpec([None], tf.string)])(tf.constant(jpegs))
+    assert static.shape == (3, 16, 16, 3) and static.dtype == tf.float32
+    np.testing.assert_array_equal(static, dynamic)
+
+
+def test_resize_cover_crop_passes_matching_frames_through_exactly():
+    frames = np.stack([known_frame(i, 24, 32) for i in range(2)])
+    out = resize_cover_crop(tf.constant(frames), (24, 32))
+    np.testing.assert_array_equal(out, frames.astype(np.float32))
+    crop = resize_cover_crop(tf.constant(frames), (12, 12))  # 24x32 -> 12x16 -> center 12x12
+    assert crop.shape == (2, 12, 12, 3)
+
+
+def test_normalize_modes_and_error():
+    x = tf.constant([0.0, 127.5, 255.0])[:, None] * tf.ones([1, 3])
+    np.testing.assert_allclose(normalize(x, "unit")[:, 0], [0, 0.5, 1])
+    np.testing.assert_allclose(normalize(x, "symmetric")[:, 0], [-1, 0, 1])
+    np.testing.assert_allclose(normalize(x, "imagenet")[0], [-0.485 / 0.229, -0.456 / 0.224,
+                                                              -0.406 / 0.225], rtol=1e-5)
+    with pytest.raises(ValueError, match="normalize mode must be one of"):
+        normalize(x, "caffe")
