@@ -26,6 +26,7 @@ import base64
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -118,6 +119,7 @@ def main() -> None:
     parser.add_argument("--zoo", default=None, help="export this zoo model (random weights)")
     parser.add_argument("--zoo-kwargs", default="{}", help="JSON builder kwargs for --zoo")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` stops the server
 
     from kvid.serving.testing import toy_clip, write_toy_model
 

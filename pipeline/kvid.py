@@ -11,11 +11,19 @@ kvid/tfx/config.py. With no data root the synthetic motion dataset is written an
 """
 
 import os
+import sys
 
-from tfx import v1 as tfx
+# This file is named like the package: drop its folder from the path so that "import kvid"
+# finds the package, whether run as a script or by the TFX CLI.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+if getattr(sys.modules.get("kvid"), "__file__", None) == os.path.abspath(__file__):
+    del sys.modules["kvid"]
 
-from kvid.tfx.config import PipelineConfig, ensure_videos
-from kvid.tfx.pipeline import create_pipeline
+from tfx import v1 as tfx  # noqa: E402
+
+from kvid.tfx.config import PipelineConfig, ensure_videos  # noqa: E402
+from kvid.tfx.pipeline import create_pipeline  # noqa: E402
 
 CONFIG = PipelineConfig.load()
 

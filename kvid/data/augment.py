@@ -71,7 +71,7 @@ def _cover_window(height, width, image_size):
 
 
 def _place(height, width, ch, cw, fy, fx):
-    """Window of size (ch, cw) at fractions (fy, fx) of the free range: 0 top/left, 1 bottom/right."""
+    """Window (ch, cw) at fractions (fy, fx) of the free range: 0 top/left, 1 bottom/right."""
     y = tf.cast(tf.round(tf.cast(height - ch, tf.float32) * fy), tf.int32)
     x = tf.cast(tf.round(tf.cast(width - cw, tf.float32) * fx), tf.int32)
     return tf.stack([y, x, ch, cw])

@@ -120,17 +120,26 @@ def _frame_size(src: tf.Tensor):
 
 
 def _sampled_frames(clip: dict, cfg: InputConfig, *, training: bool, seed, phase) -> dict:
-    """Gathers the sampled frames of each stream; flow i is the motion from frame i to i+1."""
-    counts = [tf.shape(clip[s])[0] for s in cfg.streams]
-    n = counts[0] if len(counts) == 1 else tf.minimum(counts[0], counts[1])
+    """Gathers the sampled frames of each stream.
+
+    Flow i is the motion from frame i to i+1, so a clip of T frames has T-1 flow images;
+    with both streams the indices are drawn over the frames and the flow of the last frame
+    repeats the one before, so ``clip_frames`` may equal the stored T.
+    """
+    n = tf.shape(clip[cfg.streams[0]])[0]
     check = tf.debugging.assert_positive(
-        n, message=f"a clip record has no frames for modality {cfg.modality!r} "
-                   "(flow needs ingest with flow enabled)")
+        tf.shape(clip[cfg.streams[-1]])[0],
+        message=f"a clip record has no frames for modality {cfg.modality!r} "
+                "(flow needs ingest with flow enabled)")
     with tf.control_dependencies([check]):
         idx = temporal_indices(n, cfg.clip_frames, sampling=cfg.sampling, training=training,
                                seed=seed, num_segments=cfg.num_segments,
                                frame_step=cfg.frame_step, phase=phase)
-    return {s: tf.gather(clip[s], idx) for s in cfg.streams}
+    out = {}
+    for s in cfg.streams:
+        last = tf.shape(clip[s])[0] - 1
+        out[s] = tf.gather(clip[s], tf.minimum(idx, last))
+    return out
 
 
 def _finish(frames: dict, clip: dict, cfg: InputConfig):

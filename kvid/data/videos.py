@@ -89,8 +89,9 @@ def dataset_from_videos(
     else:
         paths = [str(p) for p in videos]
         if labels is None or len(labels) != len(paths):
-            raise ValueError("A list of videos needs one label per video. Received: "
-                             f"{len(paths)} videos, labels={None if labels is None else len(labels)}")
+            got = None if labels is None else len(labels)
+            raise ValueError("A list of videos needs one label per video. "
+                             f"Received: {len(paths)} videos, {got} labels")
         if all(isinstance(v, str) for v in labels):
             names = sorted(set(labels))
             label_ids = [names.index(v) for v in labels]

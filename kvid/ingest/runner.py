@@ -247,13 +247,15 @@ def _dataset_json(manifest: Manifest, config: IngestConfig, counts: list, shard_
                   counters: dict, source: str, pipeline_args: Sequence[str]) -> dict:
     splits = {}
     for split in shard_paths:
-        videos = {label: 0 for label in manifest.labels}
-        clips = dict(videos)
+        per = {kind: {label: 0 for label in manifest.labels}
+               for kind in ("videos", "clips", "frames")}
         for (kind, *key), n in counts:
-            if kind in ("videos", "clips") and key[0] == split:
-                (videos if kind == "videos" else clips)[key[1]] = n
-        splits[split] = {"videos": videos, "clips": clips, "num_videos": sum(videos.values()),
-                         "num_clips": sum(clips.values())}
+            if kind in per and key[0] == split:
+                per[kind][key[1]] = n
+        splits[split] = {"videos": per["videos"], "clips": per["clips"],
+                         "num_videos": sum(per["videos"].values()),
+                         "num_clips": sum(per["clips"].values()),
+                         "num_frames_decoded": sum(per["frames"].values())}
     reasons = {key[0]: n for (kind, *key), n in counts if kind == "dead_letters"}
     return {
         "labels": list(manifest.labels),

@@ -36,6 +36,7 @@ BUSY_MS_PREFIX = "busy_ms_pid"  # + worker pid: milliseconds spent processing vi
 _log = logging.getLogger(__name__)
 
 
+@beam.typehints.with_input_types(VideoItem)
 class _VideoToClipsFn(beam.DoFn):
     """Decodes one video into its clips; any failure becomes one dead letter, never a crash."""
 
@@ -108,6 +109,7 @@ class _VideoToClipsFn(beam.DoFn):
                       self._seen)
 
 
+@beam.typehints.with_input_types(VideoItem)
 class VideosToClips(beam.PTransform):
     """PCollection[VideoItem] -> tagged outputs ``clips``, ``dead_letters``, ``videos``.
 
@@ -160,6 +162,7 @@ class ManifestToClips(beam.PTransform):
         return {CLIPS: out.clips, DEAD_LETTERS: dead, VIDEOS: out.videos}
 
 
+@beam.typehints.with_input_types(dict)
 class WriteDeadLetters(beam.PTransform):
     """Dead-letter dicts -> one JSON-lines file named exactly ``path`` (empty if none)."""
 

@@ -25,6 +25,7 @@ from kvid.models.layers import (
     check_rate,
     classifier_head,
     conv_bn_act,
+    depthwise_bn_act,
     video_input,
 )
 
@@ -72,8 +73,7 @@ def x3d_block(x, width: int, inner: int, *, strides: int, use_se: bool, se_ratio
         shortcut = conv_bn_act(x, width, 1, strides=(1, strides, strides), activation=None,
                                name=f"{name}_proj")
     y = conv_bn_act(x, inner, 1, name=f"{name}_a")
-    y = conv_bn_act(y, inner, 3, strides=(1, strides, strides), groups=inner, activation=None,
-                    name=f"{name}_b")
+    y = depthwise_bn_act(y, 3, strides=(1, strides, strides), activation=None, name=f"{name}_b")
     if use_se:
         y = squeeze_excite(y, se_ratio, name=f"{name}_se")
     y = layers.Activation("swish", name=f"{name}_b_swish")(y)
@@ -115,7 +115,7 @@ def build_x3d(input_shape=(16, 224, 224, 3), num_classes: int = 400, *, variant:
     inputs = video_input(input_shape, "rgb")
     x = layers.Conv3D(widths[0], (1, 3, 3), strides=(1, 2, 2), padding="same", use_bias=False,
                       name="stem_xy_conv")(inputs)
-    x = conv_bn_act(x, widths[0], (5, 1, 1), groups=widths[0], name="stem_t")
+    x = depthwise_bn_act(x, (5, 1, 1), name="stem_t")
     for stage, (base, width) in enumerate(zip(BASE_DEPTHS, widths)):
         inner = int(bottleneck_factor * width)
         for block in range(int(math.ceil(depth_factor * base))):

@@ -31,6 +31,7 @@ from kvid.serving.errors import HTTP_STATUS, ServingError
 
 DEFAULT_SIGNATURE = "serving_default"
 _CODE_OF_HTTP = {status: code for code, status in reversed(HTTP_STATUS.items())}
+_CODE_OF_HTTP[413] = grpc.StatusCode.RESOURCE_EXHAUSTED  # over kvid serve's body limit
 _NUMPY_OF_DT = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_INT32": np.int32,
                 "DT_INT64": np.int64, "DT_INT16": np.int16, "DT_INT8": np.int8,
                 "DT_UINT8": np.uint8, "DT_UINT16": np.uint16, "DT_UINT32": np.uint32,
@@ -77,6 +78,7 @@ class Client:
         self.model = model
         self.timeout = timeout
         self.rest_url = rest_url.rstrip("/") if rest_url else None
+        self._url = urllib.parse.urlsplit(self.rest_url) if rest_url else None
         self.grpc_target = grpc_target
         self._local = threading.local()  # one keep-alive HTTP connection per thread
         self._metadata: dict[Any, dict] = {}
@@ -106,17 +108,18 @@ class Client:
     # ----------------------------------------------------------------- transports
 
     def _path(self, version: int | None, suffix: str = "") -> str:
-        path = f"/v1/models/{urllib.parse.quote(self.model, safe='')}"
+        path = f"{self._url.path}/v1/models/{urllib.parse.quote(self.model, safe='')}"
         return path + (f"/versions/{version}" if version is not None else "") + suffix
 
     def _rest(self, method: str, path: str, body: bytes | None = None) -> dict:
         for attempt in (0, 1):  # a kept-alive connection may have been closed by the server
             conn = getattr(self._local, "conn", None)
             if conn is None:
-                url = urllib.parse.urlsplit(self.rest_url)
-                conn = http.client.HTTPConnection(url.hostname, url.port or 80,
-                                                  timeout=self.timeout)
-                self._local.conn = conn
+                https = self._url.scheme == "https"
+                connection = http.client.HTTPSConnection if https else http.client.HTTPConnection
+                conn = self._local.conn = connection(
+                    self._url.hostname, self._url.port or (443 if https else 80),
+                    timeout=self.timeout)
             try:
                 conn.request(method, path, body=body,
                              headers={"Content-Type": "application/json"} if body else {})

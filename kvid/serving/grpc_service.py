@@ -19,6 +19,13 @@ from kvid.serving.tensor_proto import from_tensor_proto, to_tensor_proto
 SIGNATURE_DEF_FIELD = "signature_def"  # GetModelMetadataImpl::kSignatureDef
 
 
+def _model_spec(request):
+    """The request's ModelSpec; every TF Serving RPC refuses a request without one."""
+    if not request.HasField("model_spec"):
+        raise invalid_argument("Missing ModelSpec")
+    return request.model_spec
+
+
 def _servable_args(spec) -> tuple[str, int | None, str | None]:
     """``ServerCore::ServableRequestFromModelSpec``: name plus version or label."""
     choice = spec.WhichOneof("version_choice")
@@ -46,9 +53,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_aborts_on_error
     def Predict(self, request, context):
-        if not request.HasField("model_spec"):
-            raise invalid_argument("Missing ModelSpec")
-        servable = self.manager.get(*_servable_args(request.model_spec))
+        servable = self.manager.get(*_servable_args(_model_spec(request)))
         signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
         inputs = {k: from_tensor_proto(v) for k, v in request.inputs.items()}
         outputs = servable.predict(signature, inputs, tuple(request.output_filter))
@@ -62,22 +67,18 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_aborts_on_error
     def GetModelMetadata(self, request, context):
-        if not request.HasField("model_spec"):
-            raise invalid_argument("Missing ModelSpec")
+        spec = _model_spec(request)
         if not request.metadata_field:
             raise invalid_argument(
                 "GetModelMetadataRequest must specify at least one metadata_field")
         for field in request.metadata_field:
             if field != SIGNATURE_DEF_FIELD:
                 raise invalid_argument(f"Metadata field {field} is not supported")
-        servable = self.manager.get(*_servable_args(request.model_spec))
-        sigs = get_model_metadata_pb2.SignatureDefMap()
-        for key, sig in servable.signature_defs.items():
-            sigs.signature_def[key].CopyFrom(sig)
+        servable = self.manager.get(*_servable_args(spec))
         response = get_model_metadata_pb2.GetModelMetadataResponse()
         response.model_spec.name = servable.name
         response.model_spec.version.value = servable.version
-        response.metadata[SIGNATURE_DEF_FIELD].Pack(sigs)
+        response.metadata[SIGNATURE_DEF_FIELD].Pack(servable.signature_def_map())
         return response
 
     def _unimplemented(self, request, context):
@@ -93,9 +94,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
     @_aborts_on_error
     def GetModelStatus(self, request, context):
-        if not request.HasField("model_spec"):
-            raise invalid_argument("Missing ModelSpec")
-        spec = request.model_spec
+        spec = _model_spec(request)
         version = spec.version.value if spec.HasField("version") else None
         return self.manager.status(spec.name, version)
 

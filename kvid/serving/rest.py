@@ -16,7 +16,7 @@ import urllib.parse
 
 import grpc
 from google.protobuf import json_format
-from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
+from tensorflow_serving.apis import model_pb2
 
 from kvid.serving import json_tensor
 from kvid.serving.errors import ServingError, invalid_argument
@@ -51,11 +51,8 @@ def metadata_json(servable: Servable) -> bytes:
     """``ToJsonString(GetModelMetadataResponse)``: TF Serving's hand-joined JSON."""
     spec = model_pb2.ModelSpec(name=servable.name)
     spec.version.value = servable.version
-    sigs = get_model_metadata_pb2.SignatureDefMap()
-    for key, sig in servable.signature_defs.items():
-        sigs.signature_def[key].CopyFrom(sig)
     text = ("{\n" f'"model_spec":{_proto_json(spec)},\n' '"metadata": {'
-            f'"signature_def": {_proto_json(sigs)}' "}\n" "}\n")
+            f'"signature_def": {_proto_json(servable.signature_def_map())}' "}\n" "}\n")
     return text.encode("utf-8")
 
 
@@ -138,8 +135,7 @@ class RestApi:
             raise invalid_argument(f"Expected one or two output Tensors, found {n_out}")
         if verb == "regress" and n_out != 1:
             raise invalid_argument("Expected one output Tensor.")
-        input_key = "inputs"
-        if input_key not in sig.inputs:
+        if "inputs" not in sig.inputs:
             what = "classification" if verb == "classify" else "regression"
             raise invalid_argument(f"No {what} inputs found in SignatureDef: {sig}")
         raise ServingError(grpc.StatusCode.UNIMPLEMENTED,

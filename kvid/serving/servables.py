@@ -20,7 +20,8 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
-from tensorflow_serving.apis import get_model_status_pb2, prediction_log_pb2
+from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2,
+                                     prediction_log_pb2)
 from tensorflow_serving.config import model_server_config_pb2
 
 from kvid.serving.errors import ServingError, invalid_argument, not_found
@@ -77,12 +78,15 @@ class Servable:
         key = signature_name or DEFAULT_SIGNATURE
         sig = self.signature_defs.get(key)
         if sig is None:
-            if rest:  # HttpRestApiHandler::GetInfoMap
-                raise invalid_argument(
-                    f'Serving signature name: "{key}" not found in signature def')
-            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,  # predict_util.cc
-                               f'Serving signature key "{key}" not found.')
+            raise _missing_signature(key, rest=rest)
         return sig
+
+    def signature_def_map(self) -> get_model_metadata_pb2.SignatureDefMap:
+        """What GetModelMetadata reports: every SignatureDef of the MetaGraph."""
+        sigs = get_model_metadata_pb2.SignatureDefMap()
+        for key, sig in self.signature_defs.items():
+            sigs.signature_def[key].CopyFrom(sig)
+        return sigs
 
     def input_dtypes(self, signature_name: str) -> dict[str, tf.DType]:
         sig = self.signature_def(signature_name, rest=True)
@@ -94,22 +98,22 @@ class Servable:
         key = signature_name or DEFAULT_SIGNATURE
         sig = self.signature_def(key, rest=False)
         _check_inputs(sig, inputs)
-        for alias in output_filter:
+        seen = set()
+        for alias in output_filter:  # predict_util.cc PreProcessPrediction
             if alias not in sig.outputs:
                 raise invalid_argument(
                     f"output tensor alias not found in signature: {alias} Outputs expected "
                     f"to be in the set {{{','.join(sorted(sig.outputs))}}}.")
-        if len(set(output_filter)) != len(output_filter):
-            dup = next(a for a in output_filter if list(output_filter).count(a) > 1)
-            raise invalid_argument(f"duplicate output tensor alias: {dup}")
+            if alias in seen:
+                raise invalid_argument(f"duplicate output tensor alias: {alias}")
+            seen.add(alias)
         outputs = self.run(key, inputs)
         return {k: outputs[k] for k in output_filter} if output_filter else outputs
 
     def _call(self, signature_name: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         fn = self._functions.get(signature_name)
-        if fn is None:
-            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION,
-                               f'Serving signature key "{signature_name}" not found.')
+        if fn is None:  # in the MetaGraph but not callable, e.g. __saved_model_init_op
+            raise _missing_signature(signature_name, rest=False)
         try:
             out = fn(**{k: tf.constant(v) for k, v in inputs.items()})
         except tf.errors.OpError as e:
@@ -133,6 +137,14 @@ class Servable:
             self.predict(request.model_spec.signature_name, inputs)
             n += 1
         return n
+
+
+def _missing_signature(key: str, *, rest: bool) -> ServingError:
+    """TF Serving words this apart: REST in GetInfoMap, gRPC in predict_util.cc."""
+    if rest:
+        return invalid_argument(f'Serving signature name: "{key}" not found in signature def')
+    return ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                        f'Serving signature key "{key}" not found.')
 
 
 def _check_inputs(sig, inputs: dict[str, np.ndarray]) -> None:

@@ -43,7 +43,7 @@ class Server:
         self._rest = rest
         self._grpc = grpc_server
         self.grpc_port = grpc_port
-        self._batcher = batcher
+        self.batcher = batcher
         self._stopped = threading.Event()
 
     @property
@@ -67,8 +67,8 @@ class Server:
         if self._grpc is not None:
             self._grpc.stop(grace=1.0).wait()
         self.manager.stop()
-        if self._batcher is not None:
-            self._batcher.close()
+        if self.batcher is not None:
+            self.batcher.close()
 
     def wait(self) -> None:
         """Blocks until ``stop()`` (from a signal handler or another thread)."""

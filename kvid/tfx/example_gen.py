@@ -153,4 +153,5 @@ def VideoExampleGen(input_base: str, ingest: IngestConfig, *,
     return FileBasedExampleGen(
         input_base=input_base, input_config=input_config, output_config=output_config,
         custom_config=ingest_custom_config(ingest),
-        custom_executor_spec=executor_spec.BeamExecutorSpec(VideoExampleGenExecutor))
+        custom_executor_spec=executor_spec.BeamExecutorSpec(VideoExampleGenExecutor),
+    ).with_id("VideoExampleGen")

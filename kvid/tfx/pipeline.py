@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 
-import tensorflow_model_analysis as tfma
+# TFMA 0.52's top-level package does not re-export its config protos (tfma.EvalConfig is
+# missing); they live in tensorflow_model_analysis.proto.config_pb2.
+from tensorflow_model_analysis.proto import config_pb2 as tfma
 from tfx import v1 as tfx
 
 from kvid.ingest import IngestConfig

@@ -58,7 +58,8 @@ def write_shards(root, split: str, clips, *, shards: int = 2, gzip: bool = False
     info = json.load(open(info_path)) if os.path.exists(info_path) else {
         "labels": list(labels), "splits": {}, "clip_frames": 12, "fps": 25.0,
         "image_size": [24, 32], "compression": "gzip" if gzip else "none", "shards": {}}
-    info["splits"][split] = {"num_clips": len(clips), "num_videos": len({c.video_id for c in clips})}
+    info["splits"][split] = {"num_clips": len(clips),
+                             "num_videos": len({c.video_id for c in clips})}
     info["shards"][split] = paths
     with open(info_path, "w") as f:
         json.dump(info, f)

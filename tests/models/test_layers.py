@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from kvid.models import MODELS, build_model
 from kvid.models.layers import (
+    DepthwiseConv3D,
     FoldTime,
     SamePad3D,
     UnfoldTime,
@@ -63,3 +64,16 @@ def test_mixed_precision_logits_are_float32(name, make_inputs):
         keras.mixed_precision.set_global_policy("float32")
     assert out.dtype == "float32"
     assert np.isfinite(np.asarray(out)).all()
+
+
+@pytest.mark.parametrize("kernel, strides", [((3, 3, 3), (1, 2, 2)), ((5, 1, 1), (1, 1, 1))])
+def test_depthwise_conv3d_equals_grouped_conv3d(kernel, strides):
+    x = np.random.default_rng(0).normal(size=(2, 5, 9, 9, 6)).astype("float32")
+    depthwise = DepthwiseConv3D(kernel, strides)
+    out = depthwise(x)
+    grouped = keras.layers.Conv3D(6, kernel, strides=strides, padding="same", groups=6, use_bias=False)
+    grouped.build(x.shape)
+    grouped.set_weights([np.transpose(depthwise.kernel.numpy(), (0, 1, 2, 4, 3))])
+    np.testing.assert_allclose(out, grouped(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="time stride 1"):
+        DepthwiseConv3D(3, (2, 1, 1))

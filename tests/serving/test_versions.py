@@ -135,7 +135,7 @@ def test_batching_merges_concurrent_requests_and_keeps_answers(toy_versions, tmp
             t.start()
         for t in threads:
             t.join()
-        batcher = srv._batcher
+        batcher = srv.batcher
     for i, y in enumerate(results):
         np.testing.assert_array_equal(y, [[2.0 * i + 1, 1.0, 1.0]])
     assert batcher.requests_run == 6 and batcher.batches_run < 6
