@@ -104,7 +104,7 @@ def bench(name: str, *, fast: bool, repeats: int, train: bool, batch: int, steps
         "num_classes": classes,
         "params": int(sum(np.prod(w.shape) for w in model.trainable_weights)),
         "published_params": info.published_params,
-        "gflops": round(count_gflops(model, shape), 3),
+        "gflops": float(f"{count_gflops(model, shape):.4g}"),
         "cpu_ms_per_clip": round(cpu_ms_per_clip(model, shape, repeats), 2),
         "build_s": round(build_s, 2),
         "cpu_threads": os.cpu_count(),

@@ -92,8 +92,8 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict:
 
     t = _step("6/6 serve on 127.0.0.1 and predict a held-out clip over REST")
     clip, true_label, video_path = _held_out_clip(data, info)
-    server = start_server(model_name="kvid", model_base_path=os.path.join(base, "kvid"),
-                          host="127.0.0.1", rest_api_port=0, port=None)
+    server = start_server(model_base_path=os.path.join(base, "kvid"), model_name="kvid",
+                          host="127.0.0.1", rest_port=0, grpc_port=None)
     try:
         client = Client(rest_url=f"http://127.0.0.1:{server.rest_port}", model="kvid")
         answer = client.predict({"frames": [clip]})

@@ -56,7 +56,7 @@ class SynthConfig:
 def _background(rng: np.random.Generator, actor_rng: np.random.Generator, size: int) -> np.ndarray:
     base = rng.uniform(40, 200, size=3)
     noise = rng.normal(0, 1, size=(size // 8 + 1, size // 8 + 1, 3))
-    texture = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC) * 12.0
+    texture = cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC) * 8.0
     ramp = np.linspace(-20, 20, size)[None, :, None] * actor_rng.uniform(-1, 1, size=3)
     return np.clip(base + texture + ramp, 0, 255).astype(np.float32)
 
@@ -84,19 +84,19 @@ def render_video(label: str, cfg: SynthConfig, rng: np.random.Generator,
     # colour says nothing about the class.
     color = np.clip(255 - bg.mean(axis=(0, 1)) + rng.normal(0, 40, 3), 0, 255)
     kind = int(rng.integers(3))
-    radius = size * rng.uniform(0.14, 0.2)
-    speed = size * rng.uniform(0.012, 0.022)  # pixels per frame
+    radius = size * rng.uniform(0.16, 0.22)
+    speed = size * rng.uniform(0.010, 0.016)  # pixels per frame
     spin = rng.uniform(0.06, 0.12)  # radians per frame
     growth = rng.uniform(0.010, 0.018)  # fraction of radius per frame
     travel = speed * (n - 1)
-    margin = radius * 1.2
+    margin = radius
     cx = rng.uniform(margin + travel / 2, size - margin - travel / 2) if travel < size - 2 * margin \
         else size / 2
     cy = rng.uniform(margin + travel / 2, size - margin - travel / 2) if travel < size - 2 * margin \
         else size / 2
     angle0 = rng.uniform(0, 2 * math.pi)
     distractors = [
-        (rng.uniform(0, size, 2), rng.uniform(2, size * 0.04), rng.uniform(0, 255, 3))
+        (rng.uniform(0, size, 2), rng.uniform(2, max(3.0, size * 0.04)), rng.uniform(0, 255, 3))
         for _ in range(int(rng.integers(0, 3)))
     ]
     for i in range(n):

@@ -2,9 +2,24 @@
 
 Build any of them by name with :func:`build_model`; :data:`MODELS` maps each name to its
 :class:`ModelInfo` (builder, modality, input normalization, reference input, paper).
+See docs/models.md.
 """
 
-from kvid.models.registry import MODELS, ModelInfo, build_model, get_model_info, list_models
+from kvid.models.attention import attention_model
+from kvid.models.i3d import inflate_2d_weights
+from kvid.models.multigrid import MultigridSchedule, fit_multigrid
 from kvid.models.recurrent import clip_logits
+from kvid.models.registry import MODELS, ModelInfo, build_model, get_model_info, list_models
 
-__all__ = ["MODELS", "ModelInfo", "build_model", "clip_logits", "get_model_info", "list_models"]
+__all__ = [
+    "MODELS",
+    "ModelInfo",
+    "MultigridSchedule",
+    "attention_model",
+    "build_model",
+    "clip_logits",
+    "fit_multigrid",
+    "get_model_info",
+    "inflate_2d_weights",
+    "list_models",
+]

@@ -17,10 +17,12 @@ from keras import layers
 from kvid.models.layers import (
     check_input_shape,
     check_int_tuple,
+    check_positive_float,
     check_positive_int,
     check_rate,
     conv_bn_act,
     fc_head,
+    scaled,
     video_input,
 )
 
@@ -49,13 +51,12 @@ def build_c3d(input_shape=(16, 112, 112, 3), num_classes: int = 487, *,
     check_positive_int(num_classes, "num_classes")
     fc_units = check_int_tuple(fc_units, "fc_units")
     check_rate(dropout)
-    if not width_multiplier > 0:
-        raise ValueError(f"`width_multiplier` must be > 0. Received: width_multiplier={width_multiplier!r}")
+    check_positive_float(width_multiplier, "width_multiplier")
 
     inputs = video_input(input_shape, "rgb")
     x = inputs
     for stage, (stage_name, filters, convs) in enumerate(C3D_STAGES):
-        width = max(1, int(round(filters * width_multiplier)))
+        width = scaled(filters, width_multiplier)
         for i in range(convs):
             suffix = "abc"[i] if convs > 1 else ""
             x = conv_bn_act(x, width, 3, use_bn=batch_norm, name=f"{stage_name}{suffix}")

@@ -15,13 +15,15 @@ from kvid.models.layers import (
     check_choice,
     check_input_shape,
     check_int_tuple,
+    check_modality_input,
+    check_positive_float,
     check_positive_int,
     check_rate,
     conv_bn_act,
     fc_head,
+    scaled,
     video_input,
 )
-from kvid.models.recurrent import MODALITY_CHANNELS
 
 
 def build_single_frame(input_shape=(16, 224, 224, 3), num_classes: int = 101, *,
@@ -46,8 +48,7 @@ def build_single_frame(input_shape=(16, 224, 224, 3), num_classes: int = 101, *,
         dropout: dropout before the logits layer.
         modality: name of the input, ``"rgb"`` (C=3) or ``"flow"`` (C=2).
     """
-    check_choice(modality, MODALITY_CHANNELS, "modality")
-    input_shape = check_input_shape(input_shape, channels=MODALITY_CHANNELS[modality])
+    input_shape = check_modality_input(input_shape, modality)
     check_positive_int(num_classes, "num_classes")
     check_rate(dropout)
 
@@ -76,7 +77,7 @@ def _karpathy_tower(x, *, temporal, width_multiplier, name):
             x = layers.ZeroPadding3D(((0, 0), (kernel // 2,) * 2, (kernel // 2,) * 2),
                                      name=f"{name}_{layer}_pad")(x)
             padding = "valid"
-        x = conv_bn_act(x, max(1, int(round(filters * width_multiplier))), (extent, kernel, kernel),
+        x = conv_bn_act(x, scaled(filters, width_multiplier), (extent, kernel, kernel),
                         strides=(t_stride, stride, stride), padding=padding, name=f"{name}_{layer}")
         if pool:
             x = layers.MaxPooling3D((1, 3, 3), (1, 2, 2), padding="same", name=f"{name}_{layer}_pool")(x)
@@ -88,8 +89,7 @@ def _check_fusion_args(input_shape, num_classes, width_multiplier, fc_units, dro
     check_positive_int(num_classes, "num_classes")
     check_int_tuple(fc_units, "fc_units")
     check_rate(dropout)
-    if not width_multiplier > 0:
-        raise ValueError(f"`width_multiplier` must be > 0. Received: width_multiplier={width_multiplier!r}")
+    check_positive_float(width_multiplier, "width_multiplier")
     if input_shape[0] < min_frames:
         raise ValueError(f"Needs at least {min_frames} frames. Received: input_shape={input_shape}")
     return input_shape

@@ -24,10 +24,13 @@ from kvid.models.layers import (
     SamePad3D,
     check_choice,
     check_input_shape,
+    check_modality_input,
+    check_positive_float,
     check_positive_int,
     check_rate,
     classifier_head,
     conv_bn_act,
+    scaled,
     video_input,
 )
 
@@ -85,19 +88,16 @@ def _mixed(x, filters, *, name, dims, temporal_padding):
 
 def _inception_v1(inputs, num_classes, *, dims, width_multiplier, dropout, temporal_padding,
                   name):
-    def width(f):
-        return max(1, int(round(f * width_multiplier)))
-
     x = inputs
     for kind, layer_name, *spec in INCEPTION_V1:
         if kind == "conv":
             filters, kernel, strides = spec
-            x = _unit(x, width(filters), kernel, strides, name=layer_name, dims=dims,
+            x = _unit(x, scaled(filters, width_multiplier), kernel, strides, name=layer_name, dims=dims,
                       temporal_padding=temporal_padding)
         elif kind == "pool":
             x = _pool(x, *spec, name=layer_name, dims=dims)
         else:
-            x = _mixed(x, [width(f) for f in spec[0]], name=layer_name, dims=dims,
+            x = _mixed(x, [scaled(f, width_multiplier) for f in spec[0]], name=layer_name, dims=dims,
                        temporal_padding=temporal_padding)
     pool = layers.GlobalAveragePooling3D if dims == 3 else layers.GlobalAveragePooling2D
     x = pool(name="head_pool")(x)
@@ -108,8 +108,7 @@ def _inception_v1(inputs, num_classes, *, dims, width_multiplier, dropout, tempo
 def _check_common(num_classes, width_multiplier, dropout):
     check_positive_int(num_classes, "num_classes")
     check_rate(dropout)
-    if not width_multiplier > 0:
-        raise ValueError(f"`width_multiplier` must be > 0. Received: width_multiplier={width_multiplier!r}")
+    check_positive_float(width_multiplier, "width_multiplier")
 
 
 def build_i3d(input_shape=(64, 224, 224, 3), num_classes: int = 400, *,
@@ -130,9 +129,8 @@ def build_i3d(input_shape=(64, 224, 224, 3), num_classes: int = 400, *,
             (mirrored frames at the clip ends: a repeated-frame video then gives exactly the
             2D network's features, see :func:`inflate_2d_weights`).
     """
-    check_choice(modality, ("rgb", "flow"), "modality")
-    input_shape = check_input_shape(input_shape, channels=3 if modality == "rgb" else 2,
-                                    allow_none=temporal_padding == "zeros")
+    input_shape = check_modality_input(input_shape, modality,
+                                       allow_none=temporal_padding == "zeros")
     check_choice(temporal_padding, ("zeros", "symmetric"), "temporal_padding")
     _check_common(num_classes, width_multiplier, dropout)
     return _inception_v1(video_input(input_shape, modality), num_classes, dims=3,

@@ -54,6 +54,27 @@ def check_rate(value, name: str = "dropout") -> float:
     return float(value)
 
 
+def check_positive_float(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"`{name}` must be a number > 0. Received: {name}={value!r}")
+    return float(value)
+
+
+def scaled(filters: int, multiplier: float) -> int:
+    """``filters * multiplier`` rounded, at least 1 (width multipliers for small models)."""
+    return max(1, int(round(filters * multiplier)))
+
+
+MODALITY_CHANNELS = {"rgb": 3, "flow": 2}
+
+
+def check_modality_input(input_shape, modality: str, *, allow_none: bool = False) -> tuple:
+    """Checks ``modality`` ("rgb" or "flow") and that ``input_shape`` has its channels."""
+    check_choice(modality, MODALITY_CHANNELS, "modality")
+    return check_input_shape(input_shape, channels=MODALITY_CHANNELS[modality],
+                             allow_none=allow_none)
+
+
 def check_choice(value, choices, name: str):
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {sorted(choices)}. Received: {name}={value!r}")

@@ -14,7 +14,10 @@ the end of every long cycle. Two cycles:
 
 Use it with ``model.fit`` through :func:`fit_multigrid` (one ``fit`` call per long-cycle
 stage, so any callbacks and learning-rate schedules keyed on the epoch keep working), or
-build the per-stage datasets with :func:`multigrid_dataset` yourself. The model must take
+build the per-stage datasets with :func:`multigrid_dataset` yourself. The paper aligns one
+long cycle with each stage of a step learning-rate schedule: :func:`multigrid_lr_schedule`
+is that schedule (``num_stages`` equal stages, x``decay`` each, after a linear warm-up); use
+``MultigridSchedule(num_long_cycles=num_stages)`` with it. The model must take
 variable T, H, W: build a fully convolutional zoo model with ``input_shape=(None, None,
 None, 3)`` (``i3d``, ``r2plus1d``, ``x3d``, ``t3d``, ``slowfast``, ``conv3d_attention``).
 """
@@ -26,6 +29,8 @@ from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
+
+from keras import ops
 
 from kvid.models.layers import check_positive_int
 
@@ -180,3 +185,46 @@ def fit_multigrid(model: keras.Model, clips: tf.data.Dataset, schedule: Multigri
             epochs=stage.end_epoch, steps_per_epoch=schedule.steps_per_epoch(shapes, num_examples),
             validation_data=validation_data, callbacks=callbacks, verbose=verbose, **fit_kwargs))
     return histories
+
+
+@keras.saving.register_keras_serializable(package="kvid")
+class MultigridLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """Step schedule of ``num_stages`` equal stages (x``decay`` each) after a linear warm-up.
+
+    The warm-up goes from ``base_lr / 10`` to ``base_lr`` over ``warmup_steps``. Wu et al.
+    run one multigrid long cycle per stage.
+    """
+
+    def __init__(self, base_lr: float, total_steps: int, warmup_steps: int = 0,
+                 num_stages: int = 3, decay: float = 0.1):
+        check_positive_int(total_steps, "total_steps")
+        check_positive_int(num_stages, "num_stages")
+        if not 0 <= warmup_steps < total_steps or not base_lr > 0 or not 0 < decay <= 1:
+            raise ValueError(
+                "Needs base_lr > 0, 0 < decay <= 1 and 0 <= warmup_steps < total_steps. Received: "
+                f"base_lr={base_lr}, decay={decay}, warmup_steps={warmup_steps}, "
+                f"total_steps={total_steps}")
+        self.base_lr, self.decay = float(base_lr), float(decay)
+        self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
+        self.num_stages = int(num_stages)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        stage = ops.minimum(ops.floor(step * self.num_stages / self.total_steps),
+                            self.num_stages - 1)
+        lr = self.base_lr * ops.power(self.decay, stage)
+        if not self.warmup_steps:
+            return lr
+        warm = self.base_lr * (0.1 + 0.9 * step / self.warmup_steps)
+        return ops.where(step < self.warmup_steps, warm, lr)
+
+    def get_config(self):
+        return {"base_lr": self.base_lr, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps, "num_stages": self.num_stages,
+                "decay": self.decay}
+
+
+def multigrid_lr_schedule(base_lr: float, *, total_steps: int, warmup_steps: int = 0,
+                          num_stages: int = 3, decay: float = 0.1) -> MultigridLearningRate:
+    """The learning-rate schedule multigrid training aligns its long cycles with (Wu et al. 2020)."""
+    return MultigridLearningRate(base_lr, total_steps, warmup_steps, num_stages, decay)

@@ -25,15 +25,12 @@ from keras import layers, ops
 from kvid.models.backbones import build_backbone, frame_features
 from kvid.models.layers import (
     check_choice,
-    check_input_shape,
+    check_modality_input,
     check_positive_int,
     check_rate,
     classifier_head,
     video_input,
 )
-
-MODALITY_CHANNELS = {"rgb": 3, "flow": 2}
-
 
 @dataclass(frozen=True)
 class RecurrentSpec:
@@ -82,8 +79,7 @@ def build_recurrent(input_shape=(16, 224, 224, 3), num_classes: int = 101, *,
         >>> tuple(model.output.shape)
         (None, 4)
     """
-    check_choice(modality, MODALITY_CHANNELS, "modality")
-    input_shape = check_input_shape(input_shape, channels=MODALITY_CHANNELS[modality])
+    input_shape = check_modality_input(input_shape, modality)
     check_positive_int(num_classes, "num_classes")
     check_choice(cell, ("lstm", "gru"), "cell")
     check_positive_int(num_layers, "num_layers")

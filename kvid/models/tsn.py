@@ -19,8 +19,7 @@ import keras
 from kvid.models.backbones import build_backbone, frame_logits
 from kvid.models.layers import (
     StackFrames,
-    check_choice,
-    check_input_shape,
+    check_modality_input,
     check_positive_int,
     check_rate,
     video_input,
@@ -45,8 +44,7 @@ def build_tsn(input_shape=(3, 224, 224, 3), num_classes: int = 101, *, modality:
             uses BN-Inception).
         dropout: before the logits layer (0.8 in the paper).
     """
-    check_choice(modality, ("rgb", "flow"), "modality")
-    input_shape = check_input_shape(input_shape, channels=3 if modality == "rgb" else 2)
+    input_shape = check_modality_input(input_shape, modality)
     check_positive_int(num_classes, "num_classes")
     check_rate(dropout)
     inputs = video_input(input_shape, modality)

@@ -135,8 +135,8 @@ def build_two_stream_fusion(input_shape=None, num_classes: int = 101, *, flow_le
     check_positive_int(flow_length, "flow_length")
     if input_shape is None:
         input_shape = (5, 224, 224, 3)
-    rgb_shape, flow_shape = two_stream_shapes(input_shape, input_shape[0] * flow_length
-                                              if not isinstance(input_shape, Mapping) else 0)
+    frames = None if isinstance(input_shape, Mapping) else check_input_shape(input_shape)[0]
+    rgb_shape, flow_shape = two_stream_shapes(input_shape, (frames or 1) * flow_length)
     check_positive_int(num_classes, "num_classes")
     check_rate(dropout)
     if flow_shape[0] != rgb_shape[0] * flow_length:

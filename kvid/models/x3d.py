@@ -21,6 +21,7 @@ from keras import layers
 from kvid.models.layers import (
     check_choice,
     check_input_shape,
+    check_positive_float,
     check_positive_int,
     check_rate,
     classifier_head,
@@ -107,9 +108,8 @@ def build_x3d(input_shape=(16, 224, 224, 3), num_classes: int = 400, *, variant:
     check_rate(dropout)
     spec = X3D_VARIANTS[variant]
     depth_factor = spec.depth_factor if depth_factor is None else depth_factor
-    if not depth_factor > 0 or not width_multiplier > 0:
-        raise ValueError(f"`depth_factor` and `width_multiplier` must be > 0. Received: "
-                         f"depth_factor={depth_factor!r}, width_multiplier={width_multiplier!r}")
+    check_positive_float(depth_factor, "depth_factor")
+    check_positive_float(width_multiplier, "width_multiplier")
 
     widths = [round_width(w, width_multiplier) for w in STAGE_WIDTHS]
     inputs = video_input(input_shape, "rgb")

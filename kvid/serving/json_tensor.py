@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import decimal
 import json
 import math
 import re
@@ -52,14 +53,12 @@ def _rapidjson_double(value: float) -> str | None:
     if not math.isfinite(value):
         return None  # rapidjson refuses NaN/Inf without kWriteNanAndInfFlag
     sign = "-" if math.copysign(1.0, value) < 0 else ""
-    mantissa, _, exp = repr(abs(value)).partition("e")
-    whole, _, frac = mantissa.partition(".")
-    digits = (whole + frac.rstrip("0")).lstrip("0") or "0"
-    # value = 0.digits * 10**kk
-    kk = (len(whole.lstrip("0")) if whole.strip("0") else -(len(frac) - len(frac.lstrip("0"))))
-    kk += int(exp or 0)
-    if digits == "0":
+    if value == 0:
         return sign + "0.0"
+    # Shortest round-trip digits (as Grisu2 finds them): value = 0.<digits> * 10**kk.
+    exact = decimal.Decimal(repr(abs(value))).normalize().as_tuple()
+    digits = "".join(map(str, exact.digits))
+    kk = len(digits) + exact.exponent
     n = len(digits)
     if n <= kk <= 21:
         return sign + digits + "0" * (kk - n) + ".0"

@@ -236,7 +236,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 status, out = self.server.api.handle(self.command, path, body)
         self._reply(status, out)
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle
 
 
 class RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):

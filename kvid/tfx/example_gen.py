@@ -28,8 +28,9 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from kvid import schema
-from kvid.ingest import IngestConfig, VideosToClips
+from kvid.ingest import IngestConfig
 from kvid.ingest.runner import as_manifest
+from kvid.ingest.transforms import CLIPS, DEAD_LETTERS, ManifestToClips, WriteDeadLetters
 
 DEAD_LETTERS_DIR = "DeadLetters"
 DATASET_JSON = "dataset.json"
@@ -76,23 +77,12 @@ def VideosToExamples(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
                      split_pattern: str) -> beam.pvalue.PCollection:
     """All videos of ``input_base`` -> tf.train.Example clip records, which ExampleGen
     partitions into splits and writes; ``split_pattern`` is "*" (one input split)."""
-    config = _ingest_config(exec_properties)
-    manifest = _manifest(exec_properties)
-    out = (pipeline
-           | "Videos" >> beam.Create(list(manifest.items))
-           | "VideosToClips" >> VideosToClips(config, manifest.labels))
-    prefix = exec_properties.get(_DEAD_LETTER_KEY)
-    if prefix:
-        dead = ((out.dead_letters,
-                 pipeline | "ManifestDeadLetters" >> beam.Create(
-                     list(manifest.dead_letters)))
-                | "AllDeadLetters" >> beam.Flatten())
-        _ = (dead
-             | "DeadLetterJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
-             | "WriteDeadLetters" >> beam.io.WriteToText(
-                 prefix, file_name_suffix=".jsonl", shard_name_template="",
-                 num_shards=1))
-    return (out.clips
+    out = pipeline | "ManifestToClips" >> ManifestToClips(_manifest(exec_properties),
+                                                          _ingest_config(exec_properties))
+    path = exec_properties.get(_DEAD_LETTER_KEY)
+    if path:
+        _ = out[DEAD_LETTERS] | "WriteDeadLetters" >> WriteDeadLetters(path)
+    return (out[CLIPS]
             | "Records" >> beam.Values()
             | "ToExample" >> beam.Map(tf.train.Example.FromString))
 
@@ -108,7 +98,8 @@ class VideoExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
             output_dict[standard_component_specs.EXAMPLES_KEY])
         dead_dir = os.path.join(examples.uri, DEAD_LETTERS_DIR)
         tf.io.gfile.makedirs(dead_dir)
-        props = {**exec_properties, _DEAD_LETTER_KEY: os.path.join(dead_dir, "dead_letters")}
+        props = {**exec_properties,
+                 _DEAD_LETTER_KEY: os.path.join(dead_dir, "dead_letters.jsonl")}
         super().Do(input_dict, output_dict, props)
 
         dead = 0

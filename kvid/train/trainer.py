@@ -229,7 +229,7 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
     ]
     history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
                         steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
-                        verbose=config.verbose)
+                        verbose=config.verbose, shuffle=False)  # tf.data shuffles
     model.save(paths.last)
     if os.path.exists(paths.csv_log):
         from kvid.train.plots import plot_training_curves

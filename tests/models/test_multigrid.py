@@ -41,7 +41,7 @@ def test_dataset_cycles_shapes():
     assert seen == [(4, 4, 8, 8, 3), (2, 8, 16, 16, 3)] * 2
 
 
-@pytest.mark.slow  # one trace per shape: ~13 traces
+@pytest.mark.slow  # one trace per shape (5 here)
 def test_fit_multigrid_trains_a_3d_model():
     keras.utils.set_random_seed(0)
     model = build_model("r2plus1d", (None, None, None, 3), 2, depth=10, widths=(4, 4, 8, 8))
@@ -49,8 +49,26 @@ def test_fit_multigrid_trains_a_3d_model():
     rng = np.random.default_rng(0)
     clips = tf.data.Dataset.from_tensor_slices(
         (rng.uniform(size=(8, 8, 16, 16, 3)).astype("float32"), np.arange(8) % 2))
-    schedule = MultigridSchedule(batch_size=2, frames=8, size=16, epochs=5, final_epochs=1,
+    schedule = MultigridSchedule(batch_size=2, frames=8, size=16, epochs=3, final_epochs=1,
+                                 long_cycle=((0.5, 0.5), (1.0, 1.0)), short_cycle=(0.5, 1.0),
                                  size_multiple=4)
-    histories = fit_multigrid(model, clips, schedule, num_examples=8, verbose=0)
-    assert len(histories) == 5
+    epochs_begun = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: epochs_begun.append(epoch))
+    histories = fit_multigrid(model, clips, schedule, num_examples=8, verbose=0, callbacks=[record])
+    assert len(histories) == 3
+    assert epochs_begun == [0, 1, 2]  # one fit per stage, epochs continue across stages
     assert all(np.isfinite(h.history["loss"]).all() for h in histories)
+
+
+def test_multigrid_lr_schedule_stages_and_warmup():
+    from kvid.models.multigrid import multigrid_lr_schedule
+
+    schedule = multigrid_lr_schedule(0.1, total_steps=300, warmup_steps=10)
+    lrs = [float(schedule(step)) for step in (0, 5, 10, 99, 100, 199, 200, 299, 400)]
+    np.testing.assert_allclose(lrs, [0.01, 0.055, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.001],
+                               rtol=1e-5)
+    restored = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert float(restored(150)) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        multigrid_lr_schedule(0.1, total_steps=10, warmup_steps=10)

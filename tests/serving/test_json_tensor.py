@@ -107,6 +107,10 @@ def test_row_and_columnar_requests_build_the_same_tensors():
      "JSON Value: 3 found at incorrect level: 2 in the JSON DOM. Expected at level: 2"),
     ('{"inputs": [1.5]}', {"x": tf.int32},
      "JSON Value: 1.5 Type: Number is not of expected type: int32"),
+    ('{"inputs": [1e-7, 1e20]}', {"x": tf.int32},  # doubles written as rapidjson does
+     "JSON Value: 1e-7 Type: Number is not of expected type: int32"),
+    ('{"inputs": [1e20]}', {"x": tf.int32},
+     "JSON Value: 100000000000000000000.0 Type: Number is not of expected type: int32"),
     ('{"inputs": [true]}', {"x": tf.float32},
      "JSON Value: true Type: True is not of expected type: float"),
     ('{"inputs": [{"b64": "!!"}]}', {"x": tf.string}, "Unable to base64 decode"),

@@ -1,0 +1,62 @@
+"""The kvid console script: verbs listed, one-line errors, real work through the CLI."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+KVID = os.path.join(os.path.dirname(sys.executable), "kvid")
+
+
+def _kvid(*args, cwd=None):
+    return subprocess.run([KVID, *args], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_help_lists_every_verb():
+    out = _kvid("--help")
+    assert out.returncode == 0
+    for verb in ("synth", "ingest", "train", "evaluate", "export", "serve", "predict", "demo",
+                 "pipeline"):
+        assert verb in out.stdout
+    for verb in ("synth", "ingest", "train", "evaluate", "export", "serve", "predict", "demo"):
+        sub = _kvid(verb, "--help")
+        assert sub.returncode == 0 and "usage: kvid " + verb in sub.stdout, verb
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["trian"], "invalid choice"),
+    (["train", "--data", "x"], "required: --output"),
+    (["synth", "out", "--classes", "many"], "invalid int value"),
+    (["train", "--data", "/nonexistent", "--output", "/tmp/x", "--optimizer", "rmsprop"],
+     "invalid choice"),
+])
+def test_bad_arguments_give_one_line(args, needle):
+    out = _kvid(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_user_errors_give_one_line_not_a_traceback(tmp_path):
+    out = _kvid("train", "--data", str(tmp_path / "missing"), "--output", str(tmp_path / "run"))
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("kvid train: error:")
+    bad = _kvid("synth", str(tmp_path / "v"), "--classes", "12")
+    assert bad.returncode == 1 and "num_classes" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_synth_then_ingest_from_the_cli(tmp_path):
+    videos, data = str(tmp_path / "videos"), str(tmp_path / "data")
+    out = _kvid("synth", videos, "--classes", "2", "--videos-per-class", "3", "--frames", "8",
+                "--size", "48")
+    assert out.returncode == 0, out.stderr
+    assert "wrote 6 videos" in out.stdout
+    out = _kvid("ingest", videos, "-o", data, "--clip-frames", "4", "--size", "32x32")
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = json.load(open(os.path.join(data, "dataset.json")))
+    assert info["labels"] == ["move_left", "move_right"]
+    assert sum(s["num_videos"] for s in info["splits"].values()) == 6

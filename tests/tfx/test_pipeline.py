@@ -1,0 +1,130 @@
+"""The TFX pipeline end to end, the way users run it: TFX CLI, then `python pipeline/kvid.py`.
+
+Real components, a real SQLite metadata store, real videos. One test so the three runs
+share their artifacts: (1) `tfx pipeline create` + `tfx run create` bless and push a model,
+(2) the same inputs again hit the cache, (3) an impossible accuracy threshold blocks the push.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kvid import schema
+from kvid.tfx.config import PipelineConfig
+
+pytestmark = pytest.mark.slow
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PIPELINE = os.path.join(REPO, "pipeline", "kvid.py")
+BIN = os.path.dirname(sys.executable)
+
+
+def _run(cmd, env, cwd):
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return proc
+
+
+def _executions(config: PipelineConfig) -> dict[str, list[str]]:
+    """Component id -> list of execution states, read from the pipeline's metadata store."""
+    from ml_metadata import metadata_store
+    from ml_metadata.proto import metadata_store_pb2
+    from tfx.orchestration import metadata
+
+    store = metadata_store.MetadataStore(
+        metadata.sqlite_metadata_connection_config(os.path.abspath(config.metadata_path)))
+    names = {t.id: t.name for t in store.get_execution_types()}
+    states = {}
+    for e in store.get_executions():
+        node = e.custom_properties["__node_id__"].string_value if \
+            "__node_id__" in e.custom_properties else names[e.type_id]
+        state = metadata_store_pb2.Execution.State.Name(e.last_known_state)
+        states.setdefault(node.split(".")[-1], []).append(state)
+    return states
+
+
+def _pushed_versions(config):
+    return sorted(os.listdir(os.path.join(config.push_dir, config.model_name)))
+
+
+def test_pipeline_cli_run_cache_and_threshold(tmp_path):
+    home = tmp_path / "home"
+    cfg_path = tmp_path / "kvid_pipeline.json"
+    values = {"home": str(home), "epochs": 1, "synth_classes": 3, "synth_videos_per_class": 6,
+              "clip_frames": 4, "image_size": 32, "accuracy_threshold": 0.0,
+              "change_threshold": -1.0, "batch_size": 4,
+              "model_kwargs": {"units": 8, "small_cnn_widths": [8, 16], "dropout": 0.0}}
+    cfg_path.write_text(json.dumps(values))
+    env = {**os.environ, "KVID_PIPELINE_CONFIG": str(cfg_path),
+           "LOCAL_HOME": str(tmp_path / "tfx_cli"), "PATH": BIN + os.pathsep + os.environ["PATH"]}
+    config = PipelineConfig.load(str(cfg_path), environ={})
+
+    # 1. The TFX CLI: create from the file, then run by name.
+    _run([os.path.join(BIN, "tfx"), "pipeline", "create", f"--pipeline_path={PIPELINE}",
+          "--engine=local"], env, tmp_path)
+    _run([os.path.join(BIN, "tfx"), "run", "create", "--pipeline_name=kvid", "--engine=local"],
+         env, tmp_path)
+    states = _executions(config)
+    for node in ("VideoExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
+                 "Evaluator", "Pusher"):
+        assert states.get(node) == ["COMPLETE"], (node, states)
+
+    examples = glob.glob(str(home / "pipelines" / "kvid" / "VideoExampleGen" / "examples" / "*"))
+    assert len(examples) == 1
+    info = json.load(open(os.path.join(examples[0], "dataset.json")))
+    assert info["labels"] == ["move_left", "move_right", "move_up"]
+    groups = {}
+    for split in ("train", "eval"):
+        files = glob.glob(os.path.join(examples[0], f"Split-{split}", "*.gz"))
+        records = list(tf.data.TFRecordDataset(files, compression_type="GZIP"))
+        assert records, split
+        clips = [schema.from_example(r.numpy()) for r in records]
+        assert all(len(c.frames) == 4 and c.height == 32 for c in clips)
+        groups[split] = {c.group for c in clips}
+    assert not groups["train"] & groups["eval"], "a group straddles splits"
+
+    versions = _pushed_versions(config)
+    assert len(versions) == 1
+    served = tf.saved_model.load(os.path.join(config.push_dir, "kvid", versions[0]))
+    clip = clips[0]
+    out = served.signatures["serving_default"](frames=tf.constant([list(clip.frames)]))
+    assert out["probabilities"].shape == (1, 3)
+    np.testing.assert_allclose(out["probabilities"].numpy().sum(), 1.0, atol=1e-5)
+
+    # 2. Same inputs, run directly: every component is served from the cache.
+    _run([sys.executable, PIPELINE], env, tmp_path)
+    states = _executions(config)
+    assert states["Trainer"] == ["COMPLETE", "CACHED"], states
+    assert states["VideoExampleGen"] == ["COMPLETE", "CACHED"], states
+    assert _pushed_versions(config) == versions
+
+    # 3. An accuracy no model can reach: evaluated again, not blessed, not pushed.
+    _run([sys.executable, PIPELINE], {**env, "KVID_ACCURACY_THRESHOLD": "1.01"}, tmp_path)
+    states = _executions(config)
+    assert states["Trainer"][-1] == "CACHED"
+    assert states["Evaluator"][-1] == "COMPLETE"
+    blessings = sorted(glob.glob(str(home / "pipelines" / "kvid" / "Evaluator" / "blessing" /
+                                     "*")), key=lambda p: int(os.path.basename(p)))
+    assert os.path.exists(os.path.join(blessings[-1], "NOT_BLESSED"))
+    assert _pushed_versions(config) == versions
+
+
+def test_kubeflow_v2_compile_names_every_component(tmp_path):
+    out = tmp_path / "kvid_pipeline.json"
+    env = {**os.environ, "KVID_HOME": str(tmp_path / "home"), "KVID_SYNTH_CLASSES": "2",
+           "KVID_SYNTH_VIDEOS_PER_CLASS": "2"}
+    _run([os.path.join(BIN, "kvid"), "pipeline", "compile", "--kubeflow-v2", str(out),
+          "--image", "gcr.io/example/kvid:1"], env, tmp_path)
+    spec = json.load(open(out))["pipelineSpec"]
+    components = set(spec["components"])
+    for name in ("VideoExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
+                 "Evaluator", "Pusher"):
+        assert any(c == name or c.startswith(name) for c in components), (name, components)
+    images = json.dumps(spec["deploymentSpec"])
+    assert "gcr.io/example/kvid:1" in images
