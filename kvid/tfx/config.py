@@ -13,8 +13,12 @@ import json
 import os
 from typing import Any
 
+from kvid.demo import DemoConfig
+
 ENV_PREFIX = "KVID_"
 CONFIG_ENV = "KVID_PIPELINE_CONFIG"
+# With no data of its own the pipeline runs the demo's recipe (data, model, training).
+_DEMO = DemoConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,28 +29,28 @@ class PipelineConfig:
     serving_dir: str = ""  # Pusher target (TF Serving layout); default: HOME/serving/models
     model_name: str = "kvid"  # served model name: SERVING_DIR/<model_name>/<version>/
     # ingest (VideoExampleGen)
-    fps: float = 12.5
-    clip_frames: int = 8
-    image_size: int = 64
+    fps: float = _DEMO.fps
+    clip_frames: int = _DEMO.clip_frames
+    image_size: int = _DEMO.image_size
     train_buckets: int = 3
     eval_buckets: int = 1
     # training (Trainer, via kvid.train)
-    model: str = "cnn_gru"
-    model_kwargs: dict = dataclasses.field(default_factory=lambda: {
-        "units": 64, "small_cnn_widths": [16, 32, 64], "dropout": 0.2})
-    epochs: int = 8
-    batch_size: int = 8
-    learning_rate: float = 3e-3
+    model: str = _DEMO.model
+    model_kwargs: dict = dataclasses.field(default_factory=lambda: dict(_DEMO.model_kwargs))
+    epochs: int = _DEMO.epochs
+    batch_size: int = _DEMO.batch_size
+    learning_rate: float = _DEMO.learning_rate
     optimizer: str = "adam"
     mixed_precision: bool = False
+    flip: bool = True  # random horizontal flips; never on the synthetic data (mirror = other class)
     # evaluation (Evaluator)
     accuracy_threshold: float = 0.5  # absolute: accuracy must be >= this to bless
     change_threshold: float = -0.05  # vs the latest blessed model: accuracy may drop at most this
     # components and Beam
     statistics: bool = True  # StatisticsGen, SchemaGen, ExampleValidator
     beam_args: tuple = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-    synth_videos_per_class: int = 24
-    synth_classes: int = 4
+    synth_videos_per_class: int = _DEMO.videos_per_class
+    synth_classes: int = _DEMO.num_classes
 
     @property
     def pipeline_root(self) -> str:
@@ -124,6 +128,7 @@ def ensure_videos(config: PipelineConfig) -> str:
     if not os.path.isdir(config.videos) or not os.listdir(config.videos):
         from kvid.synth import SynthConfig, generate
 
-        generate(config.videos, SynthConfig(num_classes=config.synth_classes,
-                                            videos_per_class=config.synth_videos_per_class))
+        generate(config.videos, SynthConfig(
+            num_classes=config.synth_classes, videos_per_class=config.synth_videos_per_class,
+            frames=_DEMO.video_frames, size=_DEMO.video_size))
     return config.videos

@@ -201,7 +201,9 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
 
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+        # float16 on GPU; TF has no float16 MaxPool3D kernel on CPU, bfloat16 works there.
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+        keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
     clip_frames, image_size, normalization = resolve_input(config, info)
     train_ds, val_ds = _datasets(config, info, clip_frames, image_size, normalization)
     num_train = info.get("splits", {}).get(config.train_split, {}).get("num_clips")
