@@ -154,23 +154,28 @@ def _cmd_export(args) -> int:
 
 
 def _add_demo_args(p):
-    p.add_argument("--output", default="kvid-demo", help="folder for everything the demo writes")
-    p.add_argument("--classes", type=int, default=4)
-    p.add_argument("--videos-per-class", type=int, default=24)
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--model", default="cnn_gru")
-    p.add_argument("--workers", type=int, default=1, help="Beam worker processes for ingest")
-    p.add_argument("--seed", type=int, default=0)
+    from kvid.demo import DemoConfig as D  # the demo's defaults live in one place
+
+    p.add_argument("--output", default=D.output, help="folder for everything the demo writes")
+    p.add_argument("--classes", type=int, default=D.num_classes)
+    p.add_argument("--videos-per-class", type=int, default=D.videos_per_class)
+    p.add_argument("--epochs", type=int, default=D.epochs)
+    p.add_argument("--model", default=D.model,
+                   help="a zoo model (its builder defaults are used unless it is the default)")
+    p.add_argument("--workers", type=int, default=D.workers,
+                   help="Beam worker processes for ingest")
+    p.add_argument("--seed", type=int, default=D.seed)
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo output")
 
 
 def _cmd_demo(args) -> int:
     from kvid.demo import DemoConfig, run_demo
 
+    kwargs = {} if args.model == DemoConfig.model else {"model_kwargs": {}}
     summary = run_demo(DemoConfig(output=args.output, num_classes=args.classes,
                                   videos_per_class=args.videos_per_class, epochs=args.epochs,
                                   model=args.model, workers=args.workers, seed=args.seed,
-                                  overwrite=args.overwrite))
+                                  overwrite=args.overwrite, **kwargs))
     return 0 if summary["rest_matches_in_process"] else 1
 
 
