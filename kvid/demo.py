@@ -21,16 +21,16 @@ import numpy as np
 class DemoConfig:
     output: str = "kvid-demo"
     num_classes: int = 4
-    videos_per_class: int = 32
+    videos_per_class: int = 64  # ~350 train clips after the group split; 32 is too few
     video_frames: int = 32
     video_size: int = 96
     fps: float = 12.5  # ingest resamples the 25 fps videos to this rate
     clip_frames: int = 8
-    image_size: int = 64
+    image_size: int = 64  # not 48-50: CPU Conv3D training hits a ~300x slower path there
     epochs: int = 20
     batch_size: int = 8
     # Early fusion (Karpathy et al. 2014) at a quarter width: its first conv sees all T
-    # frames, so it learns motion from ~180 clips in minutes on 2 CPU cores. (CNN+GRU with
+    # frames, so it learns motion from ~350 clips in minutes on 2 CPU cores. (CNN+GRU with
     # pooled per-frame features cannot see translation at all.)
     model: str = "early_fusion"
     model_kwargs: dict = dataclasses.field(default_factory=lambda: {

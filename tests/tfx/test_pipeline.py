@@ -108,7 +108,7 @@ def test_pipeline_cli_run_cache_and_threshold(tmp_path):
     # 3. An accuracy no model can reach: evaluated again, not blessed, not pushed.
     _run([sys.executable, PIPELINE], {**env, "KVID_ACCURACY_THRESHOLD": "1.01"}, tmp_path)
     states = _executions(config)
-    assert states["Trainer"][-1] == "CACHED"
+    assert states["VideoExampleGen"][-1] == "CACHED"
     assert states["Evaluator"][-1] == "COMPLETE"
     blessings = sorted(glob.glob(str(home / "pipelines" / "kvid" / "Evaluator" / "blessing" /
                                      "*")), key=lambda p: int(os.path.basename(p)))
