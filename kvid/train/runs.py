@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 
 import keras
@@ -49,11 +48,16 @@ def load_run(run_dir: str, weights: str = "best") -> Run:
 
 
 def first_clip(data_dir: str, split: str = "test") -> schema.Clip | None:
-    """The first stored clip of a split, parsed with the schema (None if the split is empty)."""
-    files = sorted(glob.glob(os.path.join(data_dir, split, "*.tfrecord*")))
-    if not files:
+    """The first stored clip of a split, parsed with the schema (None if the split is empty).
+
+    Finds the files as tf.data does, so kvid shards and TFX Examples artifacts both work.
+    """
+    from kvid.data import resolve_files
+
+    try:
+        files, compression = resolve_files(data_dir, split)
+    except FileNotFoundError:
         return None
-    compression = "GZIP" if files[0].endswith(".gz") else ""
     for record in tf.data.TFRecordDataset(files[:1], compression_type=compression).take(1):
         return schema.from_example(record.numpy())
     return None
