@@ -66,6 +66,9 @@ def _add_train_args(p):
     p.add_argument("--model", default="cnn_gru", help="a name from 'kvid models'")
     p.add_argument("--model-args", default="{}", type=json.loads,
                    help='builder keyword arguments as JSON, e.g. \'{"units": 64}\'')
+    p.add_argument("--preset", choices=("paper", "tiny"),
+                   help="builder arguments of the paper's configuration, or a tiny one for CPU "
+                        "runs (--model-args override single values)")
     p.add_argument("--output", required=True, help="run folder (checkpoints, logs, plots)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=8)
@@ -94,7 +97,7 @@ def _train_config(args):
 
     return TrainConfig(
         data_dir=args.data, output_dir=args.output, model=args.model,
-        model_kwargs=args.model_args, epochs=args.epochs, batch_size=args.batch_size,
+        model_kwargs=args.model_args, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
         clip_frames=args.clip_frames, image_size=args.image_size, sampling=args.sampling,
         flip=args.flip,
         optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,

@@ -232,13 +232,14 @@ def _metrics(result) -> tuple[dict[str, int], float]:
 def library_versions() -> dict[str, str]:
     import av
     import cv2
+    import importlib.metadata
+
     import numpy
-    import tensorflow as tf
 
     import kvid
 
     return {"kvid": kvid.__version__, "python": platform.python_version(),
-            "apache_beam": beam.__version__, "tensorflow": tf.__version__, "av": av.__version__,
+            "apache_beam": beam.__version__, "tensorflow": importlib.metadata.version("tensorflow"), "av": av.__version__,
             "ffmpeg_libavcodec": ".".join(map(str, av.library_versions["libavcodec"])),
             "opencv": cv2.__version__, "numpy": numpy.__version__}
 

@@ -41,6 +41,7 @@ from kvid.models import (
 )
 
 MODALITIES = ("rgb", "flow", "rgb+flow")
+PRESETS = ("paper", "tiny")
 
 
 @dataclass(frozen=True)
@@ -144,13 +145,15 @@ MODELS: dict[str, ModelInfo] = {
         c3d.build_c3d, "rgb", "8 conv layers 3x3x3, 5 pools, fc6/fc7 4096.",
         "Tran et al., Learning Spatiotemporal Features with 3D ConvNets, ICCV 2015",
         (16, 112, 112, 3), reference_num_classes=487, published_params=79e6,
-        params_source="Carreira & Zisserman 2017, Table 1 (3D-ConvNet, C3D-style: 79M)",
+        params_source="Carreira & Zisserman 2017, Table 1: their C3D-style 3D-ConvNet, 79M "
+                      "(400 classes); no total found for the C3D paper's own net",
         tiny_kwargs=_TINY_FUSION),
     "i3d": _info(
         i3d.build_i3d, "rgb", "Inflated Inception-V1 (BN); no temporal pooling in pool2/pool3.",
         "Carreira & Zisserman, Quo Vadis, Action Recognition?, CVPR 2017", (64, 224, 224, 3),
         normalization="symmetric", published_params=12.5e6,
-        params_source="Carreira & Zisserman 2017, Table 1 (two-stream I3D: 25M, 12.5M per stream)",
+        params_source="Carreira & Zisserman 2017, Table 1: Two-Stream I3D 25M; 12.5M is half of "
+                      "that (one stream), not a figure printed in the paper",
         tiny_kwargs={"width_multiplier": 1 / 16, "dropout": 0.0}),
     "two_stream": _info(
         two_stream.build_two_stream, "rgb+flow",
@@ -178,7 +181,8 @@ MODELS: dict[str, ModelInfo] = {
         r2plus1d.build_r2plus1d, "rgb", "R(2+1)D-18: ResNet with 3D convs split into 2D + 1D.",
         "Tran et al., A Closer Look at Spatiotemporal Convolutions, CVPR 2018", (16, 112, 112, 3),
         published_params=31.505e6,
-        params_source="torchvision r2plus1d_18 (31,505,325); the paper's Table 2 says 33.3M",
+        params_source="torchvision R2Plus1D_18_Weights.KINETICS400_V1 meta num_params 31,505,325 "
+                      "(the paper's own figure was not re-checked)",
         tiny_kwargs={"depth": 10, "widths": (4, 8, 8, 16)}),
     "t3d": _info(
         t3d.build_t3d, "rgb", "3D DenseNet-121 with temporal transition layers (depths 1, 3, 6).",
@@ -197,14 +201,17 @@ MODELS: dict[str, ModelInfo] = {
     "slowfast": _info(
         slowfast.build_slowfast, "rgb", "SlowFast R50 4x16: slow and fast pathways, lateral links.",
         "Feichtenhofer et al., SlowFast Networks for Video Recognition, ICCV 2019",
-        (32, 224, 224, 3), published_params=34.57e6,
-        params_source="pytorchvideo model zoo, SlowFast R50 (34.57M)",
+        (32, 224, 224, 3), published_params=34.48e6,
+        params_source="pytorchvideo model zoo (docs/source/model_zoo.md), SlowFast R50 4x16: "
+                      "34.48M (34.57M is its 8x8 entry, 7x1x1 fusion kernel; 4x16 uses 5x1x1)",
         tiny_input_shape=(8, 32, 32, 3),
         tiny_kwargs={"width": 8, "beta_inv": 4, "alpha": 4, "blocks": (1, 1, 1, 1), "dropout": 0.0}),
     "x3d": _info(
         x3d.build_x3d, "rgb", "X3D-M (variant= XS, S, M, L): depthwise 3D bottlenecks with SE.",
         "Feichtenhofer, X3D: Expanding Architectures for Efficient Video Recognition, CVPR 2020",
-        (16, 224, 224, 3), published_params=3.76e6, params_source="Feichtenhofer 2020, Table 3",
+        (16, 224, 224, 3), published_params=3.79e6,
+        params_source="pytorchvideo model zoo (docs/source/model_zoo.md), X3D-M: 3.79M "
+                      "(PySlowFast MODEL_ZOO.md: 3.8M); the paper's Table 3 figure not re-checked",
         tiny_kwargs={"width_multiplier": 0.25, "depth_factor": 0.2, "head_width": 16,
                      "dropout": 0.0}),
     "conv3d_attention": _info(
@@ -217,7 +224,7 @@ MODELS: dict[str, ModelInfo] = {
         vivit.build_vivit, "rgb", "ViViT-B factorised encoder: spatial ViT per frame, temporal transformer.",
         "Arnab et al., ViViT: A Video Vision Transformer, ICCV 2021", (32, 224, 224, 3),
         normalization="symmetric", published_params=115.1e6,
-        params_source="Arnab et al. 2021, Table 2 (factorised encoder, ViViT-B: 115.1M)",
+        params_source="Arnab et al. 2021, Table 2: Model 2 (factorised encoder), ViViT-B: 115.1M",
         tiny_kwargs={"tubelet": (2, 16, 16), "hidden": 16, "heads": 2, "mlp": 32,
                      "spatial_layers": 1, "temporal_layers": 1}),
 }
@@ -237,10 +244,22 @@ def get_model_info(name: str) -> ModelInfo:
                          f"Received: name={name!r}") from None
 
 
-def build_model(name: str, input_shape=None, num_classes: int | None = None, **kwargs) -> keras.Model:
+def preset_kwargs(name: str, preset: str) -> dict:
+    """Builder kwargs of a named configuration: ``"paper"`` (the published one) or
+    ``"tiny"`` (a few thousand parameters: CPU runs, tests, synthetic data)."""
+    info = get_model_info(name)
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset. Valid presets: {', '.join(PRESETS)}. "
+                         f"Received: preset={preset!r}")
+    return dict(info.reference_kwargs if preset == "paper" else info.tiny_kwargs)
+
+
+def build_model(name: str, input_shape=None, num_classes: int | None = None, *,
+                preset: str | None = None, **kwargs) -> keras.Model:
     """Builds the registered model ``name`` (uncompiled, returns logits).
 
     ``input_shape`` and ``num_classes`` default to the paper's reference configuration.
+    ``preset`` (``"paper"`` or ``"tiny"``) fills builder kwargs; explicit kwargs win.
 
     Example:
         >>> model = build_model("cnn_gru", input_shape=(8, 64, 64, 3), num_classes=4)
@@ -248,6 +267,8 @@ def build_model(name: str, input_shape=None, num_classes: int | None = None, **k
         (None, 4)
     """
     info = get_model_info(name)
+    if preset is not None:
+        kwargs = {**preset_kwargs(name, preset), **kwargs}
     if input_shape is None:
         input_shape = info.reference_input_shape
         kwargs = {**info.reference_kwargs, **kwargs}

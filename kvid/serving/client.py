@@ -30,6 +30,7 @@ import numpy as np
 from kvid.serving.errors import HTTP_STATUS, ServingError
 
 DEFAULT_SIGNATURE = "serving_default"
+METADATA_SIGNATURE = "kvid_metadata"  # kvid.train.export writes it (not imported: no TF here)
 _CODE_OF_HTTP = {status: code for code, status in reversed(HTTP_STATUS.items())}
 _CODE_OF_HTTP[413] = grpc.StatusCode.RESOURCE_EXHAUSTED  # over kvid serve's body limit
 _NUMPY_OF_DT = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_INT32": np.int32,
@@ -208,6 +209,17 @@ class Client:
         info = self.signature(signature_name, version)["inputs"][name]
         return [int(d["size"]) for d in info.get("tensor_shape", {}).get("dim", [])]
 
+    def model_info(self, version: int | None = None) -> dict | None:
+        """The preprocessing a kvid model was exported with (its ``kvid_metadata``
+        signature: labels, clip_frames, image_size, normalization, fps), or None for a
+        model without that signature."""
+        sigs = self.metadata(version)["metadata"]["signature_def"]["signature_def"]
+        if METADATA_SIGNATURE not in sigs:
+            return None
+        out = self.predict({"request": np.array([b""], dtype=object)}, METADATA_SIGNATURE,
+                           version)
+        return json.loads(out["metadata"][0])
+
     def predict(self, inputs: dict | list, signature_name: str = DEFAULT_SIGNATURE,
                 version: int | None = None) -> dict[str, np.ndarray]:
         """Runs a signature. ``inputs``: ``{name: batch}`` (columnar) or a list of instances
@@ -269,8 +281,9 @@ def configure_predict_parser(parser: argparse.ArgumentParser) -> argparse.Argume
     parser.add_argument("--version", type=int, default=None)
     parser.add_argument("--signature", default=DEFAULT_SIGNATURE)
     parser.add_argument("--fps", type=float, default=None,
-                        help="resample to the frame rate the model was trained at "
-                             "(default: the video's own)")
+                        help="resample the video to this frame rate (default: the rate the "
+                             "model was trained at, from its kvid_metadata signature; else "
+                             "the video's own)")
     parser.add_argument("--short-side", type=int, default=256,
                         help="downscale frames to this short side before sending (0: as "
                              "decoded); the model resizes in-graph, this only saves bandwidth")
@@ -381,14 +394,18 @@ def _predict(client: Client, args: argparse.Namespace) -> int:
 
     shape = client.input_shape("frames", args.signature, args.version)
     t = shape[1] if len(shape) > 1 and shape[1] > 0 else args.frames
+    target_fps = args.fps or (client.model_info(args.version) or {}).get("fps")
     frames, times = [], []
-    for frame in iter_frames(args.video, fps=args.fps):
+    for frame in iter_frames(args.video, fps=target_fps):
         rgb = frame.rgb
         if args.short_side and min(rgb.shape[:2]) > args.short_side:  # never upscale
             rgb = resize_frame(rgb, short_side=args.short_side)
         frames.append(encode_jpeg(rgb))
-        times.append(frame.time if args.fps is None else frame.index / args.fps)
-    fps = args.fps or probe(args.video).fps or 25.0
+        times.append(frame.time if target_fps is None else frame.index / target_fps)
+    fps = target_fps or probe(args.video).fps or 25.0
+    source = ("--fps" if args.fps else "the model's rate" if target_fps else "the video's rate")
+    print(f"kvid predict: {len(frames)} frames at {fps:g} fps ({source}), clips of {t}",
+          file=sys.stderr)
     if args.sliding_window is None:
         clips = [[frames[i] for i in idx]
                  for idx in window_clips(len(frames), t, max_clips=args.clips)]

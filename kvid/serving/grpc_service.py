@@ -1,11 +1,13 @@
 """TF Serving's gRPC ``PredictionService`` (Predict, GetModelMetadata) and ``ModelService``
 (GetModelStatus) over the same model manager as the REST API, so a TF Serving gRPC client
-works unchanged against ``kvid serve``.
+works unchanged against ``kvid serve``. Predict, Classify and Regress are counted in the
+request metrics as ``prediction_service_impl.cc`` counts them (``entrypoint="GRPC"``).
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from concurrent import futures
 
 import grpc
@@ -13,6 +15,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, model_service_pb2_g
                                      predict_pb2, prediction_service_pb2_grpc)
 
 from kvid.serving.errors import ServingError, invalid_argument
+from kvid.serving.metrics import Metrics
 from kvid.serving.servables import DEFAULT_SIGNATURE, ModelManager
 from kvid.serving.tensor_proto import from_tensor_proto, to_tensor_proto
 
@@ -34,24 +37,43 @@ def _servable_args(spec) -> tuple[str, int | None, str | None]:
     return spec.name, version, label
 
 
-def _aborts_on_error(method):
-    """Turns a ServingError into the gRPC status with the same code and message."""
+def _aborts_on_error(method=None, *, api: str | None = None):
+    """Turns a ServingError into the gRPC status with the same code and message.
+
+    With ``api`` (``"Predict"``, ...) the call is also counted in ``self.metrics``:
+    ``request_count`` by ``model_spec.name`` and status, ``request_latency`` when it
+    succeeded.
+    """
+    if method is None:
+        return functools.partial(_aborts_on_error, api=api)
 
     @functools.wraps(method)
     def wrapper(self, request, context):
+        start_ns = time.monotonic_ns()
+        code = grpc.StatusCode.OK
         try:
             return method(self, request, context)
         except ServingError as e:
+            code = e.code
             context.abort(e.code, e.message)
+        except BaseException:
+            code = grpc.StatusCode.UNKNOWN  # what grpcio answers for an exception
+            raise
+        finally:
+            metrics = getattr(self, "metrics", None)
+            if api is not None and metrics is not None:
+                metrics.record_request(request.model_spec.name, api, "GRPC", code.name,
+                                       (time.monotonic_ns() - start_ns) // 1000)
 
     return wrapper
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, metrics: Metrics | None = None):
         self.manager = manager
+        self.metrics = metrics
 
-    @_aborts_on_error
+    @_aborts_on_error(api="Predict")
     def Predict(self, request, context):
         servable = self.manager.get(*_servable_args(_model_spec(request)))
         signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
@@ -81,11 +103,22 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.metadata[SIGNATURE_DEF_FIELD].Pack(servable.signature_def_map())
         return response
 
-    def _unimplemented(self, request, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "kvid serve implements Predict and "
-                      "GetModelMetadata; use Predict")
+    @staticmethod
+    def _unimplemented(request, context):
+        raise ServingError(grpc.StatusCode.UNIMPLEMENTED, "kvid serve implements Predict "
+                           "and GetModelMetadata; use Predict")
 
-    Classify = Regress = MultiInference = _unimplemented
+    @_aborts_on_error(api="Classify")
+    def Classify(self, request, context):
+        self._unimplemented(request, context)
+
+    @_aborts_on_error(api="Regress")
+    def Regress(self, request, context):
+        self._unimplemented(request, context)
+
+    @_aborts_on_error  # not counted, as in TF Serving
+    def MultiInference(self, request, context):
+        self._unimplemented(request, context)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -100,7 +133,8 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def make_grpc_server(manager: ModelManager, host: str, port: int, *, max_workers: int,
-                     max_message_bytes: int) -> tuple[grpc.Server, int]:
+                     max_message_bytes: int, metrics: Metrics | None = None
+                     ) -> tuple[grpc.Server, int]:
     """A started gRPC server with both services; returns it and its bound port."""
     options = [("grpc.max_receive_message_length", max_message_bytes),
                ("grpc.max_send_message_length", -1),
@@ -109,7 +143,7 @@ def make_grpc_server(manager: ModelManager, host: str, port: int, *, max_workers
                                                     thread_name_prefix="kvid-grpc"),
                          options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(manager), server)
+        PredictionService(manager, metrics), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(manager), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if not bound:

@@ -1,8 +1,10 @@
 """The TF Serving REST API over the model manager: routes, handlers and the HTTP server.
 
 ``RestApi.handle(method, path, body)`` is ``HttpRestApiHandler::ProcessRequest`` (routes,
-dispatch order, error texts); ``RestServer`` is a threaded stdlib HTTP/1.1 server around
-it that adds what TF Serving's HTTP layer does (404 outside ``/v1/``) and a body limit.
+dispatch order, error texts) plus the request metrics ``http_server.cc`` records around
+it; ``RestServer`` is a threaded stdlib HTTP/1.1 server around it that adds what TF
+Serving's HTTP layer does (404 outside ``/v1/``, the Prometheus page at its configured
+path) and a body limit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import re
 import socketserver
 import threading
+import time
 import urllib.parse
 
 import grpc
@@ -20,6 +23,8 @@ from tensorflow_serving.apis import model_pb2
 
 from kvid.serving import json_tensor
 from kvid.serving.errors import ServingError, invalid_argument
+from kvid.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from kvid.serving.metrics import Metrics
 from kvid.serving.servables import ModelManager, Servable
 
 log = logging.getLogger(__name__)
@@ -56,31 +61,73 @@ def metadata_json(servable: Servable) -> bytes:
     return text.encode("utf-8")
 
 
-class RestApi:
-    """Answers one REST request: (method, path, body) -> (HTTP status, JSON body)."""
+class _RequestInfo:
+    """What ``ParseModelInfo`` has filled in when a request ends: the metric labels."""
 
-    def __init__(self, manager: ModelManager):
+    __slots__ = ("model_name", "api")
+
+    def __init__(self):
+        self.model_name = ""
+        self.api = ""
+
+
+class RestApi:
+    """Answers one REST request: (method, path, body) -> (HTTP status, JSON body).
+
+    Each request is counted in ``metrics`` (when given) as ``http_server.cc`` does:
+    ``request_count`` by model and status code, ``request_latency`` when it succeeded.
+    """
+
+    def __init__(self, manager: ModelManager, metrics: Metrics | None = None):
         self.manager = manager
+        self.metrics = metrics
         self._metadata_cache: dict[Servable, bytes] = {}
 
-    def handle(self, method: str, path: str, body: bytes) -> tuple[int, bytes]:
+    def handle(self, method: str, path: str, body: bytes, *,
+               start_ns: int | None = None) -> tuple[int, bytes]:
+        """``start_ns`` (``time.monotonic_ns()``): when the request arrived, for latency."""
+        start_ns = time.monotonic_ns() if start_ns is None else start_ns
+        info = _RequestInfo()
+        code = grpc.StatusCode.OK
         try:
-            return 200, self._dispatch(method, path, body)
+            return 200, self._dispatch(method, path, body, info)
         except ServingError as e:
+            code = e.code
             return e.http_status, json_tensor.error_body(e.message)
         except _NoBody as e:
+            code = e.error.code
             return e.error.http_status, b""
         except Exception as e:  # a bug must cost one request, not the connection
+            code = grpc.StatusCode.UNKNOWN
             log.exception("%s %s failed", method, path)
             return 500, json_tensor.error_body(f"Internal error: {type(e).__name__}: {e}")
+        finally:
+            self._record(info, code, start_ns)
 
-    def _dispatch(self, method: str, path: str, body: bytes) -> bytes:
+    def preflight(self, origin: str, *, start_ns: int | None = None) -> tuple[int, bytes]:
+        """A CORS preflight (OPTIONS), as ``http_server.cc`` answers and counts it."""
+        start_ns = time.monotonic_ns() if start_ns is None else start_ns
+        if re.match(r"https?://", origin):
+            self._record(_RequestInfo(), grpc.StatusCode.OK, start_ns)
+            return 200, b""
+        self._record(_RequestInfo(), grpc.StatusCode.FAILED_PRECONDITION, start_ns)
+        return 400, json_tensor.error_body("Origin header is missing in CORS preflight")
+
+    def _record(self, info: _RequestInfo, code: grpc.StatusCode, start_ns: int) -> None:
+        if self.metrics is not None:
+            self.metrics.record_request(info.model_name, info.api, "REST", code.name,
+                                        (time.monotonic_ns() - start_ns) // 1000)
+
+    def _dispatch(self, method: str, path: str, body: bytes, info: _RequestInfo) -> bytes:
         pattern = {"POST": _PREDICT_RE, "GET": _STATUS_RE}.get(method)
         match = pattern.fullmatch(path) if pattern else None
         if match is None:
             raise invalid_argument(f"Malformed request: {method} {path}")
         name, version_str, label, verb = match.groups()
         name = _unescape(name or "")
+        info.model_name = name
+        if method == "POST":
+            info.api = verb  # as written in the URL; GET leaves it empty (ParseModelInfo)
         label = _unescape(label) if label else None
         version = None
         if version_str:
@@ -158,9 +205,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # requests are not logged by default
         log.debug("%s - " + fmt, self.address_string(), *args)
 
-    def _reply(self, status: int, body: bytes, close: bool = False) -> None:
+    def _reply(self, status: int, body: bytes, close: bool = False,
+               content_type: str = "application/json") -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if close:
             self.send_header("Connection", "close")
@@ -218,9 +266,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         return super().handle_expect_100()
 
     def _handle(self) -> None:
+        start_ns = time.monotonic_ns()  # before the body, as http_server.cc
         path = urllib.parse.urlsplit(self.path).path
         body = self._read_body()
         if body is None:
+            return
+        if path == self.server.metrics_path:  # registered ahead of the /v1/ dispatcher
+            page = self.server.api.metrics.page().encode("utf-8")
+            self._reply(200, page, content_type=METRICS_CONTENT_TYPE)
             return
         if not _API_RE.fullmatch(path):
             self.send_response(404)
@@ -228,28 +281,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         if self.command == "OPTIONS":  # CORS preflight, as http_server.cc
-            ok = re.match(r"https?://", self.headers.get("Origin", ""))
-            status, out = (200, b"") if ok else (400, json_tensor.error_body(
-                "Origin header is missing in CORS preflight"))
+            status, out = self.server.api.preflight(self.headers.get("Origin", ""),
+                                                    start_ns=start_ns)
         else:
             with self.server.workers:
-                status, out = self.server.api.handle(self.command, path, body)
+                status, out = self.server.api.handle(self.command, path, body,
+                                                     start_ns=start_ns)
         self._reply(status, out)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle
 
 
 class RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    """Thread per connection; ``num_threads`` bounds how many requests run at once."""
+    """Thread per connection; ``num_threads`` bounds how many requests run at once.
+
+    ``metrics_path``: where the Prometheus page of ``api.metrics`` is served (any method,
+    exact path, as TF Serving's handler); None (monitoring off) makes it an unknown route.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
     def __init__(self, host: str, port: int, api: RestApi, *, num_threads: int,
-                 max_body_bytes: int):
+                 max_body_bytes: int, metrics_path: str | None = None):
+        if metrics_path is not None and api.metrics is None:
+            raise ValueError("metrics_path needs a RestApi with metrics")
         super().__init__((host, port), _Handler)
         self.api = api
+        self.metrics_path = metrics_path
         self.workers = threading.BoundedSemaphore(max(1, num_threads))
         self.max_body_bytes = max_body_bytes
         self._thread = threading.Thread(target=self.serve_forever, name="kvid-rest",

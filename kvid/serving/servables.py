@@ -4,7 +4,8 @@ Mirrors TF Serving's ServerCore for the parts a client can observe: which versio
 request gets (latest, specific, or by label), the version policy, the model status, and
 the exact error texts when a model, version, label or signature is missing. A newly
 pushed version is loaded beside the serving one and only then swapped in, so no request
-ever finds the model missing.
+ever finds the model missing. ``reconfigure`` (and the config-file poller, TF Serving's
+``--model_config_file_poll_wait_seconds``) adds, removes and changes models while serving.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from kvid.serving.errors import ServingError, invalid_argument, not_found
 from kvid.serving.json_tensor import type_name
+from kvid.serving.metrics import Metrics
 from kvid.serving.tensor_proto import from_tensor_proto
 
 log = logging.getLogger(__name__)
@@ -239,38 +241,65 @@ class _Model:
         self.source = source
         self.serving: dict[int, Servable] = {}  # replaced whole, never mutated
         self.states: dict[int, _VersionState] = {}
+        self.removed = False  # dropped from the config: unloaded, states kept (END)
+
+
+def _check_unique(sources: list[ModelSource]) -> None:
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"Illegal to list model {dup} multiple times in config list")
 
 
 class ModelManager:
-    """Serves every configured model; ``poll()`` loads new versions and retires old ones."""
+    """Serves every configured model; ``poll()`` loads new versions and retires old ones.
+
+    ``reload`` (with ``reload_seconds`` > 0) returns the configured models anew, e.g. by
+    re-reading ``--model_config_file``; it is called every ``reload_seconds`` and a
+    changed answer is applied with ``reconfigure``. When it raises (a config file that
+    does not parse), the error is logged and the last good config stays in force.
+    ``metrics`` gets each SavedModel load (``load_attempt_count``, ``load_latency``).
+    """
 
     def __init__(self, sources: list[ModelSource], *, poll_seconds: float = 1.0,
-                 warmup: bool = True, wrap: Callable[[Servable], None] | None = None):
-        names = [s.name for s in sources]
-        if len(set(names)) != len(names):
-            dup = next(n for n in names if names.count(n) > 1)
-            raise ValueError(f"Illegal to list model {dup} multiple times in config list")
-        self._models = {s.name: _Model(s) for s in sources}
+                 warmup: bool = True, wrap: Callable[[Servable], None] | None = None,
+                 reload: Callable[[], list[ModelSource]] | None = None,
+                 reload_seconds: float = 0, metrics: Metrics | None = None):
+        _check_unique(sources)
+        self._models = {s.name: _Model(s) for s in sources}  # replaced whole on reconfigure
+        self._sources = list(sources)
         self._poll_seconds = poll_seconds
         self._warmup = warmup
         self._wrap = wrap
-        self._lock = threading.Lock()  # one poll at a time
+        self._reload = reload
+        self._reload_seconds = reload_seconds
+        self.metrics = metrics
+        self._lock = threading.Lock()  # one poll or reconfigure at a time
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def sources(self) -> list[ModelSource]:
+        """The models of the config in force."""
+        return list(self._sources)
 
     def start(self) -> "ModelManager":
         """Loads what is on disk now, then keeps polling in the background."""
         self.poll()
         if self._poll_seconds > 0:
-            self._thread = threading.Thread(target=self._loop, name="kvid-model-poll",
-                                            daemon=True)
-            self._thread.start()
+            self._threads.append(threading.Thread(target=self._loop, name="kvid-model-poll",
+                                                  daemon=True))
+        if self._reload is not None and self._reload_seconds > 0:
+            self._threads.append(threading.Thread(target=self._reload_loop,
+                                                  name="kvid-config-poll", daemon=True))
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        for thread in self._threads:
+            thread.join()
 
     def _loop(self) -> None:
         while not self._stop.wait(self._poll_seconds):
@@ -279,13 +308,80 @@ class ModelManager:
             except Exception:  # a bad push must not stop the poller
                 log.exception("polling model directories failed")
 
+    def _reload_loop(self) -> None:
+        while not self._stop.wait(self._reload_seconds):
+            self.reload_config()
+
+    def reload_config(self) -> bool:
+        """One round of the config poller (``PollFilesystemAndReloadConfig``): True when
+        a changed config was applied; a config that fails to read or to apply is logged
+        and the one in force stays."""
+        try:
+            sources = self._reload()
+        except Exception as e:
+            log.error("Failed to read ModelServerConfig file: %s", e)
+            return False
+        try:
+            return self.reconfigure(sources)
+        except Exception as e:
+            log.error("PollFilesystemAndReloadConfig failed to ReloadConfig: %s", e)
+            return False
+
+    def reconfigure(self, sources: list[ModelSource]) -> bool:
+        """Serves ``sources`` from now on (``ServerCore::ReloadConfig``): new models are
+        loaded before this returns, removed ones unloaded (their versions report END),
+        and changed ones (base path, version policy, labels) updated in place. Returns
+        False, changing nothing, when ``sources`` is the config in force."""
+        _check_unique(sources)
+        with self._lock:
+            if sources == self._sources:
+                return False
+            models = dict(self._models)
+            changed = []
+            for source in sources:
+                model = models.get(source.name)
+                if model is None:
+                    model = models[source.name] = _Model(source)
+                    log.info("adding model %s from %s", source.name, source.base_path)
+                elif model.removed or model.source != source:
+                    log.info("updating model %s", source.name)
+                else:
+                    continue
+                model.source, model.removed = source, False
+                changed.append(model)
+            kept = {s.name for s in sources}
+            for name, model in models.items():
+                if name not in kept and not model.removed:
+                    log.info("removing model %s", name)
+                    model.removed = True
+                    model.source = dataclasses.replace(model.source, labels={})
+                    changed.append(model)
+            self._models = models
+            self._sources = list(sources)
+            for model in changed:
+                self._update(model)
+            return True
+
     def poll(self) -> None:
         with self._lock:
             for model in self._models.values():
-                self._update(model)
+                if not model.removed:
+                    self._update(model)
+
+    def _load(self, name: str, version: int, path: str) -> Servable:
+        """One SavedModel load, counted as TF's ``LoadSavedModel`` counts it."""
+        start_ns = time.monotonic_ns()
+        ok = False
+        try:
+            servable = Servable(name, version, path)
+            ok = True
+            return servable
+        finally:
+            if self.metrics is not None:
+                self.metrics.record_load(path, ok, (time.monotonic_ns() - start_ns) // 1000)
 
     def _update(self, model: _Model) -> None:
-        on_disk = versions_on_disk(model.source.base_path)
+        on_disk = {} if model.removed else versions_on_disk(model.source.base_path)
         wanted = model.source.wanted(list(on_disk))
         serving = dict(model.serving)
         for version in wanted:
@@ -295,7 +391,7 @@ class ModelManager:
             model.states[version] = st = st or _VersionState(State.START)
             st.state, st.attempts = State.LOADING, st.attempts + 1
             try:
-                servable = Servable(model.source.name, version, on_disk[version])
+                servable = self._load(model.source.name, version, on_disk[version])
                 if self._wrap is not None:
                     self._wrap(servable)
                 if self._warmup:
@@ -305,7 +401,7 @@ class ModelManager:
                 st.state, st.error = State.END, ("UNKNOWN", str(e))
                 continue
             serving[version] = servable
-            st.state, st.error = State.AVAILABLE, ("OK", "")
+            st.state, st.error, st.attempts = State.AVAILABLE, ("OK", ""), 0
             log.info("loaded %s version %d from %s", model.source.name, version, on_disk[version])
         retired = [v for v in serving if v not in wanted]
         for v in retired:

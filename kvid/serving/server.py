@@ -24,6 +24,7 @@ import threading
 from kvid.serving import configs
 from kvid.serving.batching import Batcher
 from kvid.serving.grpc_service import make_grpc_server
+from kvid.serving.metrics import Metrics, metrics_path
 from kvid.serving.rest import RestApi, RestServer
 from kvid.serving.servables import ModelManager, ModelSource, Servable
 
@@ -34,11 +35,18 @@ DEFAULT_MAX_BODY_BYTES = 64 << 20
 
 
 class Server:
-    """A running server: ``rest_port`` / ``grpc_port`` (None when off), ``stop()``."""
+    """A running server: ``rest_port`` / ``grpc_port`` (None when off), ``stop()``.
+
+    ``metrics`` holds the request and load metrics (recorded whether or not they are
+    exported); ``metrics_url`` is where Prometheus scrapes them, None when monitoring is
+    off.
+    """
 
     def __init__(self, manager: ModelManager, rest: RestServer | None, grpc_server,
-                 grpc_port: int | None, batcher: Batcher | None, host: str):
+                 grpc_port: int | None, batcher: Batcher | None, host: str,
+                 metrics: Metrics | None = None):
         self.manager = manager
+        self.metrics = metrics
         self.host = host
         self._rest = rest
         self._grpc = grpc_server
@@ -53,6 +61,12 @@ class Server:
     @property
     def rest_url(self) -> str | None:
         return f"http://{self.host}:{self.rest_port}" if self._rest is not None else None
+
+    @property
+    def metrics_url(self) -> str | None:
+        if self._rest is None or self._rest.metrics_path is None:
+            return None
+        return self.rest_url + self._rest.metrics_path
 
     @property
     def grpc_target(self) -> str | None:
@@ -113,16 +127,27 @@ def start_server(
     enable_batching: bool = False,
     enable_model_warmup: bool = True,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    monitoring_config=None,
+    model_config_poll_seconds: float = 0,
 ) -> Server:
     """Loads the models and starts REST and gRPC; returns once both accept requests.
 
     Ports: 0 picks a free port, None turns that API off. ``batching_parameters`` is a
-    ``configs.BatchingParameters`` (implies ``enable_batching``).
+    ``configs.BatchingParameters`` (implies ``enable_batching``). ``monitoring_config``
+    (a ``configs.MonitoringConfig``) with ``prometheus_config.enable`` serves the metrics
+    on the REST port at ``prometheus_config.path``. ``model_config_poll_seconds`` > 0
+    re-reads ``model_config_file`` that often and applies what changed.
     """
     if sources is None:
         sources = model_sources(model_name=model_name, model_base_path=model_base_path,
                                 model_config_file=model_config_file,
                                 model_config_root=model_config_root)
+    reload = None
+    if model_config_file and model_config_poll_seconds > 0:
+        reload = functools.partial(model_sources, model_config_file=model_config_file,
+                                   model_config_root=model_config_root)
+    metrics = Metrics()
+    prometheus_path = metrics_path(monitoring_config)
     batcher = None
     if enable_batching or batching_parameters is not None:
         batcher = Batcher(batching_parameters)
@@ -132,16 +157,22 @@ def start_server(
             servable.run = functools.partial(batcher.submit, servable.run)
 
     manager = ModelManager(sources, poll_seconds=poll_seconds, warmup=enable_model_warmup,
-                           wrap=wrap).start()
+                           wrap=wrap, reload=reload, reload_seconds=model_config_poll_seconds,
+                           metrics=metrics).start()
     rest = grpc_server = bound = None
     try:
         if rest_port is not None:
-            rest = RestServer(host, rest_port, RestApi(manager), num_threads=rest_threads,
-                              max_body_bytes=max_body_bytes).start()
+            rest = RestServer(host, rest_port, RestApi(manager, metrics),
+                              num_threads=rest_threads, max_body_bytes=max_body_bytes,
+                              metrics_path=prometheus_path).start()
+        elif prometheus_path is not None:
+            log.warning("monitoring_config enables Prometheus, but it is served on the "
+                        "REST port, which is off")
         if grpc_port is not None:
             grpc_server, bound = make_grpc_server(manager, host, grpc_port,
                                                   max_workers=rest_threads,
-                                                  max_message_bytes=max_body_bytes)
+                                                  max_message_bytes=max_body_bytes,
+                                                  metrics=metrics)
     except BaseException:
         if rest is not None:
             rest.stop()
@@ -149,7 +180,7 @@ def start_server(
         if batcher is not None:
             batcher.close()
         raise
-    return Server(manager, rest, grpc_server, bound, batcher, host)
+    return Server(manager, rest, grpc_server, bound, batcher, host, metrics)
 
 
 # ------------------------------------------------------------------------------ CLI
@@ -188,9 +219,15 @@ def configure_serve_parser(parser: argparse.ArgumentParser) -> argparse.Argument
     tf_flags.add_argument("--enable_model_warmup", type=_flag_bool, nargs="?", const=True,
                           default=True, help="replay assets.extra/tf_serving_warmup_requests")
     tf_flags.add_argument("--monitoring_config_file", default=None,
-                          help="checked and accepted; kvid serve exports no metrics")
+                          help="text MonitoringConfig; prometheus_config { enable: true "
+                               "path: ... } serves TF Serving's metrics (request_count, "
+                               "request_latency, SavedModel loads) on the REST port at "
+                               "that path (default /monitoring/prometheus/metrics)")
     tf_flags.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
-                          help="accepted; kvid serve reads the config file once")
+                          help="re-read --model_config_file this often and apply changes "
+                               "(models added or removed, version policy, labels); a file "
+                               "that fails to parse is logged and the last good config "
+                               "kept (0: read once at start)")
     tf_flags.add_argument("--allow_version_labels_for_unavailable_models", type=_flag_bool,
                           nargs="?", const=True, default=False,
                           help="accepted; kvid serve always allows it (an unloaded "
@@ -211,8 +248,9 @@ def server_from_args(args: argparse.Namespace) -> Server:
     batching = None
     if args.batching_parameters_file:
         batching = configs.read_batching_parameters(args.batching_parameters_file)
+    monitoring = None
     if args.monitoring_config_file:
-        configs.read_monitoring_config(args.monitoring_config_file)
+        monitoring = configs.read_monitoring_config(args.monitoring_config_file)
     return start_server(
         args.model_base_path, args.model_name,
         model_config_file=args.model_config_file,
@@ -226,6 +264,8 @@ def server_from_args(args: argparse.Namespace) -> Server:
         enable_batching=args.enable_batching,
         enable_model_warmup=args.enable_model_warmup,
         max_body_bytes=args.max_body_bytes,
+        monitoring_config=monitoring,
+        model_config_poll_seconds=args.model_config_file_poll_wait_seconds,
     )
 
 
@@ -237,6 +277,8 @@ def serve_command(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: threading.Thread(target=server.stop).start())
     if server.rest_url:
         print(f"REST  {server.rest_url}/v1/models/<name>", flush=True)
+    if server.metrics_url:
+        print(f"Prometheus  {server.metrics_url}", flush=True)
     print(f"gRPC  {server.grpc_target}", flush=True)
     server.wait()
     return 0

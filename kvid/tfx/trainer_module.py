@@ -32,4 +32,4 @@ def run_fn(fn_args) -> None:
         result.model, fn_args.serving_model_dir, labels=result.labels,
         clip_frames=result.clip_frames, image_size=result.image_size,
         normalization=result.normalization, model_name=custom.get("model_name", "kvid"),
-        extra_metadata={"model": config.model})
+        extra_metadata={"model": config.model, "fps": result.fps})

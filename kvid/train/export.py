@@ -10,6 +10,11 @@ All three return ``probabilities`` [batch, C], and the top-k ``classes``, ``labe
 ``scores``. The label map ships as ``assets/labels.txt``, the preprocessing as
 ``assets/kvid.json``, and TF Serving warm-up requests as
 ``assets.extra/tf_serving_warmup_requests``.
+
+A fourth signature, ``kvid_metadata``, answers the same preprocessing JSON (label map, clip
+frames, image size, normalization, fps) through the serving API itself, because TF
+Serving's metadata endpoint exposes signatures but not assets: ``request`` string [batch]
+(any values) -> ``metadata`` string [batch]. ``kvid predict`` reads the model's fps there.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from kvid.data.preprocess import decode_frames, normalize, resize_cover_crop
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 PREPROCESSING_FILE = "kvid.json"
+METADATA_SIGNATURE = "kvid_metadata"
 
 
 def _center_window(frames: tf.Tensor, length: int) -> tf.Tensor:
@@ -95,6 +101,13 @@ def export_saved_model(
                            fn_output_signature=tf.TensorSpec([t, h, w, 3], tf.float32))
         return outputs_from_pixels(pixels)
 
+    meta = {"labels": labels, "clip_frames": t, "image_size": [h, w],
+            "normalization": normalization, "top_k": k, **(extra_metadata or {})}
+    meta_json = json.dumps(meta, indent=2)
+
+    def kvid_metadata(request):
+        return {"metadata": tf.fill(tf.shape(request)[:1], meta_json)}
+
     parent = os.path.dirname(os.path.abspath(export_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
@@ -104,11 +117,9 @@ def export_saved_model(
         labels_path = os.path.join(asset_dir, "labels.txt")
         with open(labels_path, "w") as f:
             f.write("\n".join(labels) + "\n")
-        meta = {"labels": labels, "clip_frames": t, "image_size": [h, w],
-                "normalization": normalization, "top_k": k, **(extra_metadata or {})}
         meta_path = os.path.join(asset_dir, PREPROCESSING_FILE)
         with open(meta_path, "w") as f:
-            json.dump(meta, f, indent=2)
+            f.write(meta_json)
 
         # A plain tf.Module root: the Keras model's variables, the assets and the three
         # signature functions are saved together (what keras.export.ExportArchive does,
@@ -124,6 +135,8 @@ def export_saved_model(
                 tf.TensorSpec([None], tf.string, name="examples")]),
             "serving_tensor": tf.function(serving_tensor, input_signature=[
                 tf.TensorSpec([None, t, None, None, 3], tf.float32, name="frames")]),
+            METADATA_SIGNATURE: tf.function(kvid_metadata, input_signature=[
+                tf.TensorSpec([None], tf.string, name="request")]),
         }
         for name, fn in signatures.items():
             setattr(root, name, fn)

@@ -29,6 +29,7 @@ class TrainConfig:
     output_dir: str
     model: str = "cnn_gru"
     model_kwargs: dict = dataclasses.field(default_factory=dict)
+    preset: str | None = None  # "paper" or "tiny" builder kwargs (registry); model_kwargs win
     epochs: int = 10
     batch_size: int = 8
     clip_frames: int | None = None  # default: the stored clip length (dataset.json)
@@ -54,6 +55,10 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}. "
                              f"Received: optimizer={self.optimizer!r}")
+        if self.preset is not None:
+            from kvid.models.registry import preset_kwargs
+
+            preset_kwargs(self.model, self.preset)  # unknown model or preset: fail now
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}. "
                              f"Received: schedule={self.schedule!r}")
@@ -80,6 +85,7 @@ class TrainResult:
     image_size: tuple[int, int]
     normalization: str
     initial_epoch: int
+    fps: float | None = None  # frame rate of the training clips (dataset.json), for export
 
 
 class RunPaths:
@@ -214,7 +220,8 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
 
     with _strategy().scope():
         model = build_model(config.model, input_shape=(clip_frames, *image_size, 3),
-                            num_classes=len(labels), **config.model_kwargs)
+                            num_classes=len(labels), preset=config.preset,
+                            **config.model_kwargs)
         if config.pretrained:
             model.load_weights(config.pretrained, skip_mismatch=True)
         compile_model(model, config, len(labels), steps)
@@ -239,7 +246,7 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
         plot_training_curves(paths.csv_log, paths.curves)
     return TrainResult(model=model, history=dict(history.history), output_dir=config.output_dir,
                        labels=labels, clip_frames=clip_frames, image_size=image_size,
-                       normalization=normalization,
+                       normalization=normalization, fps=info.get("fps"),
                        initial_epoch=int(history.epoch[0]) if history.epoch else config.epochs)
 
 

@@ -108,3 +108,14 @@ def test_rgb_and_flow_take_all_stored_frames():
     assert frame_ids(x["rgb"].numpy()) == list(range(12))
     flow_ids = (x["flow"][..., 0].numpy().mean(axis=(1, 2)) + 1) * 127.5
     np.testing.assert_allclose(flow_ids, [128 + 4 * (min(i, 10) + 1) for i in range(12)], atol=1)
+
+
+def test_flip_left_right_mirrors_width_exactly():
+    from kvid.data.augment import flip_left_right
+
+    x = np.arange(2 * 3 * 5 * 3, dtype=np.uint8).reshape(2, 3, 5, 3)
+    np.testing.assert_array_equal(flip_left_right(tf.constant(x)).numpy(), x[:, :, ::-1])
+    flow = x[..., :2]
+    out = flip_left_right(tf.constant(flow), is_flow=True).numpy()
+    np.testing.assert_array_equal(out[..., 0], 255 - flow[:, :, ::-1, 0])
+    np.testing.assert_array_equal(out[..., 1], flow[:, :, ::-1, 1])

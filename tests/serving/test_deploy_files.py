@@ -10,7 +10,7 @@ import re
 import pytest
 import yaml
 
-from kvid.serving import configs
+from kvid.serving import configs, metrics
 from kvid.serving.server import configure_serve_parser
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "serving")
@@ -58,6 +58,7 @@ def test_monitoring_config_enables_prometheus(k8s):
     assert monitoring.prometheus_config.enable
     annotations = k8s[0]["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/path"] == monitoring.prometheus_config.path
+    assert metrics.metrics_path(monitoring) == monitoring.prometheus_config.path  # kvid serve
     assert annotations["prometheus.io/port"] == "8501"
 
 
@@ -111,3 +112,5 @@ def test_kvid_serve_takes_the_tf_serving_command_line_as_is(compose):
     assert (args.port, args.rest_api_port) == (8500, 8501)
     assert args.enable_batching is True and args.enable_model_warmup is True
     assert args.model_config_file == "/config/models.config"
+    assert args.model_config_file_poll_wait_seconds == 60
+    assert args.monitoring_config_file == "/config/monitoring.config"

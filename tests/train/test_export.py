@@ -32,7 +32,8 @@ def test_three_signatures_agree_with_keras_model(trained_run, exported):
     frames = list(clip.frames)
     expected = _keras_probs(run, frames)
     loaded = tf.saved_model.load(exported)
-    assert set(loaded.signatures) == {"serving_default", "serving_examples", "serving_tensor"}
+    assert set(loaded.signatures) == {"serving_default", "serving_examples", "serving_tensor",
+                                      "kvid_metadata"}
 
     by_jpeg = loaded.signatures["serving_default"](frames=tf.constant([frames]))
     by_example = loaded.signatures["serving_examples"](
@@ -89,3 +90,43 @@ def test_label_count_must_match_model(trained_run, tmp_path):
         export_saved_model(run.model, str(tmp_path / "m"), labels=["a", "b"], clip_frames=4,
                            image_size=(32, 32), normalization="unit")
     assert not os.path.exists(tmp_path / "m")
+
+
+def test_metadata_signature_gives_kvid_json_and_predict_uses_the_model_fps(
+        trained_run, tmp_path, capsys):
+    """TF Serving exposes signatures, not assets: ``kvid_metadata`` carries kvid.json, and
+    ``kvid predict`` resamples a 20 fps video to the 5 fps the model was trained at."""
+    import argparse
+
+    from kvid.serving.client import Client, configure_predict_parser, predict_command
+    from kvid.serving.server import start_server
+    from kvid.train.export import export_saved_model
+    from kvid.video.encode import write_video
+
+    run = load_run(trained_run["dir"])
+    base = tmp_path / "kvid"
+    export_saved_model(run.model, str(base / "1"), labels=run.labels, clip_frames=4,
+                       image_size=(32, 32), normalization=run.normalization,
+                       extra_metadata={"fps": 5.0, "model": "cnn_gru"})
+    out = tf.saved_model.load(str(base / "1")).signatures["kvid_metadata"](
+        request=tf.constant(["", ""]))["metadata"].numpy()
+    assert len(out) == 2 and json.loads(out[0]) == read_preprocessing(str(base / "1"))
+    assert json.loads(out[0])["fps"] == 5.0
+
+    video = str(tmp_path / "v.mp4")  # 3 s at 20 fps
+    rng = np.random.default_rng(0)
+    write_video(video, (rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(60)),
+                fps=20)
+    server = start_server(str(base), "kvid", poll_seconds=0)
+    try:
+        with Client(rest_url=server.rest_url) as client:
+            assert client.model_info()["labels"] == run.labels
+        parser = configure_predict_parser(argparse.ArgumentParser())
+        assert predict_command(parser.parse_args([video, "--server", server.rest_url])) == 0
+        err = capsys.readouterr().err
+        assert "15 frames at 5 fps (the model's rate)" in err
+        assert predict_command(parser.parse_args([video, "--grpc", server.grpc_target,
+                                                  "--fps", "10"])) == 0
+        assert "30 frames at 10 fps (--fps)" in capsys.readouterr().err
+    finally:
+        server.stop()
