@@ -109,9 +109,12 @@ def clip_logits(step_logits, mode: str = "mean"):
     """Clip logits ``[B, C]`` from per-step logits ``[B, T, C]``: their mean or the last step.
 
     LRCN averages the per-frame predictions at test time (``"mean"``); ``"last"`` keeps the
-    prediction that has seen the whole clip.
+    prediction that has seen the whole clip. Clip logits ``[B, C]`` pass through unchanged,
+    so evaluation and export call this on any model's output.
     """
     check_choice(mode, ("mean", "last"), "mode")
+    if len(step_logits.shape) == 2:
+        return step_logits
     return ops.mean(step_logits, axis=1) if mode == "mean" else step_logits[:, -1]
 
 

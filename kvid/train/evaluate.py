@@ -68,9 +68,9 @@ def _probabilities(model, inputs) -> np.ndarray:
     """Softmax of the model's logits; per-step logits [B, T, C] are averaged first (LRCN)."""
     import tensorflow as tf
 
-    logits = tf.convert_to_tensor(model(inputs, training=False))
-    if logits.shape.rank == 3:
-        logits = tf.reduce_mean(logits, axis=1)
+    from kvid.models import clip_logits
+
+    logits = clip_logits(tf.convert_to_tensor(model(inputs, training=False)))
     return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1).numpy()
 
 

@@ -31,6 +31,7 @@ import tensorflow as tf
 
 from kvid import schema
 from kvid.data.preprocess import decode_frames, normalize, resize_cover_crop
+from kvid.models import clip_logits
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 PREPROCESSING_FILE = "kvid.json"
@@ -72,7 +73,8 @@ def export_saved_model(
     label_table = tf.constant(labels)
 
     def outputs_from_pixels(pixels):
-        logits = model(normalize(pixels, normalization), training=False)
+        # Per-step logits [B, T, C] (LRCN trained with the per-step loss) are averaged.
+        logits = clip_logits(model(normalize(pixels, normalization), training=False))
         probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
         scores, classes = tf.math.top_k(probs, k=k)
         return {"probabilities": probs, "classes": classes,

@@ -187,6 +187,17 @@ def _datasets(config, info, clip_frames, image_size, normalization):
     return train_ds, val_ds
 
 
+def _labels_per_step(ds, steps: int):
+    """Repeats each clip's label over the model's time steps ([B] -> [B, T], one-hot too)."""
+    if ds is None:
+        return None
+
+    def repeat(x, y):
+        return x, tf.repeat(tf.expand_dims(y, 1), steps, axis=1)
+
+    return ds.map(repeat, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
           info: dict | None = None) -> TrainResult:
     """Trains per ``config``; a killed run started again with ``resume=True`` continues."""
@@ -225,6 +236,9 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
         if config.pretrained:
             model.load_weights(config.pretrained, skip_mismatch=True)
         compile_model(model, config, len(labels), steps)
+    if len(model.outputs[0].shape) == 3:  # per-step logits (LRCN): the loss at every step
+        train_ds, val_ds = (_labels_per_step(ds, model.outputs[0].shape[1])
+                            for ds in (train_ds, val_ds))
 
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
     callbacks = [

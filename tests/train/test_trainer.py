@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from kvid.train.trainer import RunPaths, TrainConfig, config_from_dict
+from kvid.train.trainer import RunPaths, TrainConfig, config_from_dict, train
 
 KVID = os.path.join(os.path.dirname(sys.executable), "kvid")
 
@@ -42,7 +42,6 @@ def test_run_writes_checkpoints_logs_and_curves(trained_run):
 
 
 def test_unfinished_run_needs_resume(trained_run, tmp_path):
-    from kvid.train.trainer import train
 
     out = tmp_path / "run"
     os.makedirs(out / "backup")
@@ -79,3 +78,32 @@ def test_killed_training_resumes_where_it_stopped(tiny_data, tmp_path):
     epochs = [r["epoch"] for r in csv.DictReader(open(log))]
     assert epochs == ["0", "1", "2"], epochs  # continued, not restarted
     assert f"Epoch {done + 1}/3" in resumed.stdout and "Epoch 1/3" not in resumed.stdout
+
+
+def test_per_step_loss_trains_and_exports_mean_of_steps(tiny_data, tmp_path):
+    """LRCN's per-step loss: labels repeated over T in training; evaluation and the export
+    average the step logits, as LRCN does at test time."""
+    import numpy as np
+    import tensorflow as tf
+
+    from kvid.data.preprocess import decode_frames, normalize
+    from kvid.train.evaluate import evaluate_run
+    from kvid.train.runs import export_run, first_clip, load_run
+
+    out = str(tmp_path / "run")
+    result = train(TrainConfig(data_dir=tiny_data["data"], output_dir=out, model="cnn_lstm",
+                               preset="tiny", model_kwargs={"per_step": True}, epochs=1,
+                               batch_size=4, verbose=0))
+    assert result.model.outputs[0].shape[1:] == (4, 3)  # [B, T, C]
+    assert np.isfinite(result.history["loss"][0]) and 0 <= result.history["accuracy"][0] <= 1
+    report = evaluate_run(out, split="test", num_clips=1, output_dir=str(tmp_path / "eval"))
+    assert report["clip"]["count"] == tiny_data["info"]["splits"]["test"]["num_clips"]
+
+    run = load_run(out)
+    export = export_run(out, str(tmp_path / "export"))
+    frames = list(first_clip(tiny_data["data"], "test").frames)
+    steps = run.model(normalize(decode_frames(tf.constant(frames), run.image_size),
+                                run.normalization)[None], training=False)
+    expected = tf.nn.softmax(tf.reduce_mean(steps, axis=1)).numpy()
+    got = tf.saved_model.load(export).signatures["serving_default"](frames=tf.constant([frames]))
+    np.testing.assert_allclose(got["probabilities"].numpy(), expected, atol=1e-5)
