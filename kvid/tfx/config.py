@@ -36,7 +36,9 @@ class PipelineConfig:
     eval_buckets: int = 1
     # training (Trainer, via kvid.train)
     model: str = _DEMO.model
+    # the demo model's kwargs; another model starts from {} (or its preset) unless given
     model_kwargs: dict = dataclasses.field(default_factory=lambda: dict(_DEMO.model_kwargs))
+    preset: str = ""  # "paper" or "tiny" builder kwargs from the registry; "" = none
     epochs: int = _DEMO.epochs
     batch_size: int = _DEMO.batch_size
     learning_rate: float = _DEMO.learning_rate
@@ -86,6 +88,8 @@ class PipelineConfig:
             raw = environ.get(ENV_PREFIX + name.upper())
             if raw is not None:
                 values[name] = _parse(raw, field, name)
+        if values.get("model", cls.model) != cls.model and "model_kwargs" not in values:
+            values["model_kwargs"] = {}  # the demo model's kwargs would not fit another model
         if "beam_args" in values and isinstance(values["beam_args"], (list, str)):
             args = values["beam_args"]
             values["beam_args"] = tuple(args.split() if isinstance(args, str) else args)

@@ -42,7 +42,6 @@ def test_run_writes_checkpoints_logs_and_curves(trained_run):
 
 
 def test_unfinished_run_needs_resume(trained_run, tmp_path):
-
     out = tmp_path / "run"
     os.makedirs(out / "backup")
     (out / "backup" / "training_metadata.json").write_text("{}")

@@ -1,0 +1,31 @@
+"""PipelineConfig: defaults, JSON file, KVID_* variables, and what reaches the Trainer."""
+
+import json
+
+import pytest
+
+from kvid.demo import DemoConfig
+from kvid.tfx.config import PipelineConfig
+
+
+def test_env_overrides_file_and_other_models_drop_the_demo_kwargs(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"epochs": 3, "model": "c3d"}))
+    config = PipelineConfig.load(str(path), environ={"KVID_EPOCHS": "5", "KVID_PRESET": "tiny",
+                                                     "KVID_FLIP": "no"})
+    assert (config.epochs, config.model, config.preset, config.flip) == (5, "c3d", "tiny", False)
+    assert config.model_kwargs == {}  # early fusion's kwargs are not c3d's
+    demo = PipelineConfig.load(environ={})
+    assert demo.model == DemoConfig.model and demo.model_kwargs == DemoConfig().model_kwargs
+    given = PipelineConfig.load(environ={"KVID_MODEL": "cnn_lstm",
+                                         "KVID_MODEL_KWARGS": '{"units": 16}'})
+    assert given.model_kwargs == {"units": 16}
+
+
+def test_bad_values_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="KVID_EPOCHS='many' is not a valid int"):
+        PipelineConfig.load(environ={"KVID_EPOCHS": "many"})
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"epoch": 3}))
+    with pytest.raises(ValueError, match="Unknown pipeline config keys"):
+        PipelineConfig.load(str(path), environ={})
