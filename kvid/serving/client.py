@@ -30,7 +30,7 @@ import numpy as np
 from kvid.serving.errors import HTTP_STATUS, ServingError
 
 DEFAULT_SIGNATURE = "serving_default"
-METADATA_SIGNATURE = "kvid_metadata"  # kvid.train.export writes it (not imported: no TF here)
+METADATA_SIGNATURE = "kvid_metadata"  # kvid.train.export writes it
 _CODE_OF_HTTP = {status: code for code, status in reversed(HTTP_STATUS.items())}
 _CODE_OF_HTTP[413] = grpc.StatusCode.RESOURCE_EXHAUSTED  # over kvid serve's body limit
 _NUMPY_OF_DT = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_INT32": np.int32,
@@ -193,15 +193,19 @@ class Client:
     def signature(self, signature_name: str = DEFAULT_SIGNATURE,
                   version: int | None = None) -> dict:
         """One SignatureDef as a dict (cached): ``inputs``/``outputs`` with dtype and shape."""
-        key = (version, signature_name)
-        if key not in self._metadata:
-            sigs = self.metadata(version)["metadata"]["signature_def"]["signature_def"]
-            if signature_name not in sigs:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
-                                   f'Serving signature name: "{signature_name}" not found '
-                                   "in signature def")
-            self._metadata[key] = sigs[signature_name]
-        return self._metadata[key]
+        sigs = self._signature_defs(version)
+        if signature_name not in sigs:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT,
+                               f'Serving signature name: "{signature_name}" not found '
+                               "in signature def")
+        return sigs[signature_name]
+
+    def _signature_defs(self, version: int | None) -> dict:
+        """All SignatureDefs of a version, fetched once per client (one metadata request)."""
+        if version not in self._metadata:
+            self._metadata[version] = \
+                self.metadata(version)["metadata"]["signature_def"]["signature_def"]
+        return self._metadata[version]
 
     def input_shape(self, name: str, signature_name: str = DEFAULT_SIGNATURE,
                     version: int | None = None) -> list[int]:
@@ -213,8 +217,7 @@ class Client:
         """The preprocessing a kvid model was exported with (its ``kvid_metadata``
         signature: labels, clip_frames, image_size, normalization, fps), or None for a
         model without that signature."""
-        sigs = self.metadata(version)["metadata"]["signature_def"]["signature_def"]
-        if METADATA_SIGNATURE not in sigs:
+        if METADATA_SIGNATURE not in self._signature_defs(version):
             return None
         out = self.predict({"request": np.array([b""], dtype=object)}, METADATA_SIGNATURE,
                            version)

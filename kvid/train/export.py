@@ -32,10 +32,10 @@ import tensorflow as tf
 from kvid import schema
 from kvid.data.preprocess import decode_frames, normalize, resize_cover_crop
 from kvid.models import clip_logits
+from kvid.serving.client import METADATA_SIGNATURE
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 PREPROCESSING_FILE = "kvid.json"
-METADATA_SIGNATURE = "kvid_metadata"
 
 
 def _center_window(frames: tf.Tensor, length: int) -> tf.Tensor:
