@@ -96,7 +96,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--seed", type=int, default=d.seed, help="seed of the group hash")
     parser.add_argument("--workers", type=int, default=d.workers, help="DirectRunner processes")
     parser.add_argument("--num-shards", type=int, default=d.num_shards,
-                        help="shards per split (0: one per 100 videos)")
+                        help="shards per split; 0 (default): each worker writes its own "
+                             "shards where it decodes, no shuffle of the records")
+    parser.add_argument("--shard-mb", type=float, default=d.shard_mb,
+                        help="with --num-shards 0, start a new shard after this many MB")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     return parser
 
@@ -108,7 +111,7 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
         short_side=args.short_side, size=args.size, jpeg_quality=args.jpeg_quality,
         flow=args.flow, compression=COMPRESSIONS[1] if args.compression == "gzip" else "",
         split_ratios=args.split_ratios, seed=args.seed, workers=args.workers,
-        num_shards=args.num_shards)
+        num_shards=args.num_shards, shard_mb=args.shard_mb)
 
 
 def manifest_from_args(args: argparse.Namespace) -> manifests.Manifest:

@@ -34,7 +34,8 @@ class IngestConfig:
     split_ratios: tuple[tuple[str, float], ...] = (("train", 0.7), ("val", 0.15), ("test", 0.15))
     seed: int = 0  # of the group -> split hash
     workers: int = 1  # DirectRunner processes
-    num_shards: int = 0  # per split; 0 = one per 100 videos of the split
+    num_shards: int = 0  # per split; 0 = each worker writes its own (no shuffle), see shard_mb
+    shard_mb: float = 128.0  # with num_shards=0, a worker starts a new shard after this many MB
     decode_threads: int = 1
 
     def __post_init__(self):
@@ -67,6 +68,7 @@ class IngestConfig:
                "split_ratios must be >= 0 with a positive sum", split_ratios=ratios)
         _check(self.workers >= 1, "workers must be >= 1", workers=self.workers)
         _check(self.num_shards >= 0, "num_shards must be >= 0", num_shards=self.num_shards)
+        _check(self.shard_mb > 0, "shard_mb must be > 0", shard_mb=self.shard_mb)
         _check(self.decode_threads >= 1, "decode_threads must be >= 1",
                decode_threads=self.decode_threads)
 

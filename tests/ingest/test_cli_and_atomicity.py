@@ -20,10 +20,11 @@ def parse(*argv):
 def test_flags_become_a_config_and_beam_options_pass_through():
     args, extra = parse("videos", "-o", "out", "--fps", "5", "--size", "112x128", "--flow", "dis",
                         "--compression", "gzip", "--split-ratios", "train=0.8,test=0.2",
-                        "--workers", "2", "--runner", "DirectRunner", "--direct_num_workers=4")
+                        "--workers", "2", "--shard-mb", "64", "--runner", "DirectRunner", "--direct_num_workers=4")
     config = cli.config_from_args(args)
     assert config == IngestConfig(fps=5, size=(112, 128), flow="dis", compression="GZIP",
-                                  split_ratios={"train": 0.8, "test": 0.2}, workers=2)
+                                  split_ratios={"train": 0.8, "test": 0.2}, workers=2,
+                                  shard_mb=64)
     assert extra == ["--runner", "DirectRunner", "--direct_num_workers=4"]
     assert cli.config_from_args(parse("v", "-o", "o", "--size", "96")[0]).size == (96, 96)
     assert cli.config_from_args(parse("v", "-o", "o", "--split-ratios", "0.5,0.25,0.25")[0]) \
@@ -112,6 +113,24 @@ def test_only_staging_leftovers_do_not_block_a_run(tmp_path, one_video):
     os.makedirs(out / ".incomplete-0123")
     run_ingest(one_video, str(out), IngestConfig(clip_frames=4))
     assert "dataset.json" in os.listdir(out)
+
+
+def test_default_shards_are_capped_by_size(tmp_path, one_video):
+    """num_shards=0: workers write their own files, a new one once ``shard_mb`` is reached."""
+    import tensorflow as tf
+
+    cap = 4_000  # bytes: about two records of this video
+    dataset = run_ingest(one_video * 3, str(tmp_path / "o"), IngestConfig(
+        clip_frames=4, split_ratios={"train": 1}, shard_mb=cap / 2 ** 20))
+    paths = dataset["shards"]["train"]
+    n = len(paths)
+    assert n >= 3 and paths == [f"train/clips-{i:05d}-of-{n:05d}.tfrecord" for i in range(n)]
+    sizes = [os.path.getsize(tmp_path / "o" / p) for p in paths]
+    records = [[r.numpy() for r in tf.data.TFRecordDataset(str(tmp_path / "o" / p))]
+               for p in paths]
+    largest = max(len(r) for rs in records for r in rs) + 16  # + TFRecord framing
+    assert all(size < cap + largest for size in sizes)
+    assert sum(map(len, records)) == dataset["splits"]["train"]["num_clips"]
 
 
 def test_num_shards(tmp_path, one_video):
