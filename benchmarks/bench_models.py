@@ -8,7 +8,8 @@
 
 ``gflops`` counts multiply-accumulates x 1e-9, the convention of the video papers
 (C3D, I3D, SlowFast, X3D report "FLOPs" that are multiply-adds); the TensorFlow profiler's
-count of the frozen inference graph (which counts a multiply-add as 2) is halved.
+count of the frozen inference graph (which counts a multiply-add as 2) is halved
+(:func:`kvid.models.count_gflops`, in kvid/models/flops.py).
 ``cpu_ms_per_clip`` is the median over ``--repeats`` calls of the compiled forward pass on
 one clip, after a warm-up call.
 """
@@ -26,11 +27,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from tensorflow.python.framework.convert_to_constants import (  # noqa: E402
-    convert_variables_to_constants_v2_as_graph,
-)
 
-from kvid.models import MODELS, build_model, list_models  # noqa: E402
+from kvid.models import MODELS, build_model, count_gflops, list_models  # noqa: E402
 
 tf.get_logger().setLevel("ERROR")
 
@@ -40,23 +38,6 @@ def _inputs(shape, batch: int = 1):
     if isinstance(shape, dict):
         return {k: rng.uniform(-1, 1, (batch, *v)).astype("float32") for k, v in sorted(shape.items())}
     return rng.uniform(-1, 1, (batch, *shape)).astype("float32")
-
-
-def _specs(shape):
-    if isinstance(shape, dict):
-        return {k: tf.TensorSpec((1, *v), tf.float32, name=k) for k, v in sorted(shape.items())}
-    return tf.TensorSpec((1, *shape), tf.float32)
-
-
-def count_gflops(model: keras.Model, shape) -> float:
-    """Multiply-accumulates (x 1e-9) of one clip through the frozen inference graph."""
-    forward = tf.function(lambda x: model(x, training=False)).get_concrete_function(_specs(shape))
-    frozen, _ = convert_variables_to_constants_v2_as_graph(forward)
-    options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    options["output"] = "none"
-    profile = tf.compat.v1.profiler.profile(graph=frozen.graph, run_meta=tf.compat.v1.RunMetadata(),
-                                            cmd="op", options=options)
-    return profile.total_float_ops / 2e9
 
 
 def cpu_ms_per_clip(model: keras.Model, shape, repeats: int) -> float:

@@ -1,11 +1,13 @@
 """The kvid model zoo: action-recognition architectures as Keras 3 functional builders.
 
 Build any of them by name with :func:`build_model`; :data:`MODELS` maps each name to its
-:class:`ModelInfo` (builder, modality, input normalization, reference input, paper).
+:class:`ModelInfo` (builder, modality, input normalization, reference input, paper);
+:func:`count_gflops` counts a model's multiply-accumulates per clip.
 See docs/models.md.
 """
 
 from kvid.models.attention import attention_model
+from kvid.models.flops import count_gflops
 from kvid.models.i3d import inflate_2d_weights
 from kvid.models.multigrid import MultigridSchedule, fit_multigrid
 from kvid.models.recurrent import clip_logits
@@ -18,6 +20,7 @@ __all__ = [
     "attention_model",
     "build_model",
     "clip_logits",
+    "count_gflops",
     "fit_multigrid",
     "get_model_info",
     "inflate_2d_weights",

@@ -351,21 +351,25 @@ def _write_timeline(path: str, video: str, rows: list[dict]) -> None:
 
 
 def _write_strip(path: str, rows: list[dict], thumbs: list[np.ndarray]) -> None:
-    """Thumbnails of each window over a band coloured by its top label."""
-    import matplotlib
+    """Thumbnails of each window over a band coloured by its top label.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a :class:`~matplotlib.figure.Figure` without pyplot, so no backend is selected and
+    a notebook's inline backend stays as it is.
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
 
     labels = sorted({r["top"][0][0] for r in rows})
-    colors = {lab: plt.get_cmap("tab10")(i % 10) for i, lab in enumerate(labels)}
+    colors = {lab: colormaps["tab10"](i % 10) for i, lab in enumerate(labels)}
     end = rows[-1]["end"]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(rows)), 2.6))
+    fig = Figure(figsize=(max(6.0, 1.2 * len(rows)), 2.6))
+    ax = fig.subplots()
     for r, thumb in zip(rows, thumbs):
         lab, score = r["top"][0]
         ax.imshow(thumb, extent=(r["start"], r["end"], 1.05, 2.0), aspect="auto")
-        ax.add_patch(plt.Rectangle((r["start"], 0), r["end"] - r["start"], 1.0,
-                                   color=colors[lab], alpha=0.35 + 0.65 * score))
+        ax.add_patch(Rectangle((r["start"], 0), r["end"] - r["start"], 1.0,
+                               color=colors[lab], alpha=0.35 + 0.65 * score))
         ax.text((r["start"] + r["end"]) / 2, 0.5, f"{lab}\n{score:.2f}", ha="center",
                 va="center", fontsize=8)
     ax.set_xlim(0, end)
@@ -374,7 +378,6 @@ def _write_strip(path: str, rows: list[dict], thumbs: list[np.ndarray]) -> None:
     ax.set_xlabel("seconds")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def predict_command(args: argparse.Namespace) -> int:

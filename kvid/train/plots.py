@@ -1,15 +1,18 @@
-"""PNG figures people would rather look at than read: curves, confusion matrix, attention."""
+"""PNG figures people would rather look at than read: curves, confusion matrix, attention.
+
+Each function draws on its own :class:`matplotlib.figure.Figure` and saves it to a PNG file,
+without pyplot: no backend is selected and nothing process-wide changes, so this works
+headless and leaves a notebook's inline backend alone (show a PNG there with
+``IPython.display.Image(path)``).
+"""
 
 from __future__ import annotations
 
 import csv
 from typing import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: figures go to files
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def plot_training_curves(csv_log: str, path: str) -> str:
@@ -19,7 +22,8 @@ def plot_training_curves(csv_log: str, path: str) -> str:
     if not rows:
         raise ValueError(f"{csv_log} has no epochs")
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
             if key in rows[0]:
@@ -30,7 +34,6 @@ def plot_training_curves(csv_log: str, path: str) -> str:
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -42,7 +45,8 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str,
     rows = matrix.sum(axis=1, keepdims=True)
     recall = np.divide(matrix, rows, out=np.zeros(matrix.shape, float), where=rows > 0)
     size = max(4.0, 0.6 * n + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ax.imshow(recall, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), labels, rotation=45, ha="right")
     ax.set_yticks(range(n), labels)
@@ -56,7 +60,6 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str,
                         color="white" if recall[i, j] > 0.5 else "black", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -66,7 +69,8 @@ def plot_attention_maps(frames: np.ndarray, attention: np.ndarray, path: str,
     frames = np.asarray(frames)
     attention = np.asarray(attention)
     t = frames.shape[0]
-    fig, axes = plt.subplots(1, t, figsize=(1.8 * t, 2.2), squeeze=False)
+    fig = Figure(figsize=(1.8 * t, 2.2))
+    axes = fig.subplots(1, t, squeeze=False)
     for i in range(t):
         ax = axes[0, i]
         img = frames[i].astype(np.float32)
@@ -78,5 +82,4 @@ def plot_attention_maps(frames: np.ndarray, attention: np.ndarray, path: str,
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

@@ -25,6 +25,13 @@ def test_fast_run_prints_json_lines(bench_models, capsys):
         assert record["params"] > 0 and record["gflops"] > 0 and record["cpu_ms_per_clip"] > 0
 
 
+def test_counts_flops_with_kvid_models(bench_models):
+    # One FLOP counter: the benchmark uses the package's (tested in test_flops.py).
+    from kvid.models import count_gflops
+
+    assert bench_models.count_gflops is count_gflops
+
+
 def test_unknown_model_is_an_error(bench_models):
     with pytest.raises(SystemExit):
         bench_models.main(["--models", "nope"])
