@@ -78,6 +78,11 @@ def _add_train_args(p):
     p.add_argument("--no-flip", dest="flip", action="store_false",
                    help="no random horizontal flips (needed when mirroring changes the class, "
                         "as for the synthetic move_left/move_right data)")
+    p.add_argument("--crop", default="random_resized",
+                   choices=("random_resized", "multiscale", "random", "center"),
+                   help="training crop: Inception-style random resized (default), TSN "
+                        "multi-scale, a fixed-size crop at a random place (C3D/I3D: store "
+                        "frames larger than --image-size), or the center")
     p.add_argument("--optimizer", default="adam", choices=("sgd", "adam", "adamw"))
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--schedule", default="cosine",
@@ -99,7 +104,7 @@ def _train_config(args):
         data_dir=args.data, output_dir=args.output, model=args.model,
         model_kwargs=args.model_args, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
         clip_frames=args.clip_frames, image_size=args.image_size, sampling=args.sampling,
-        flip=args.flip,
+        flip=args.flip, crop=args.crop,
         optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
         warmup_epochs=args.warmup, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, mixed_precision=args.mixed_precision,

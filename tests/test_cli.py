@@ -31,6 +31,8 @@ def test_help_lists_every_verb():
     (["synth", "out", "--classes", "many"], "invalid int value"),
     (["train", "--data", "/nonexistent", "--output", "/tmp/x", "--optimizer", "rmsprop"],
      "invalid choice"),
+    (["train", "--data", "/nonexistent", "--output", "/tmp/x", "--crop", "corner"],
+     "invalid choice"),
 ])
 def test_bad_arguments_give_one_line(args, needle):
     out = _kvid(*args)
@@ -60,3 +62,16 @@ def test_synth_then_ingest_from_the_cli(tmp_path):
     info = json.load(open(os.path.join(data, "dataset.json")))
     assert info["labels"] == ["move_left", "move_right"]
     assert sum(s["num_videos"] for s in info["splits"].values()) == 6
+
+
+def test_train_crop_choices_are_the_pipelines():
+    """The CLI lists crops without importing TensorFlow; they must stay kvid.data's."""
+    import argparse
+
+    from kvid.cli import _add_train_args
+    from kvid.data.augment import CROPS
+
+    parser = argparse.ArgumentParser()
+    _add_train_args(parser)
+    crop = next(a for a in parser._actions if a.dest == "crop")
+    assert tuple(crop.choices) == CROPS and crop.default == CROPS[0]

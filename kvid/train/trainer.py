@@ -36,6 +36,7 @@ class TrainConfig:
     image_size: int | None = None  # default: the stored frame size
     sampling: str = "dense"
     flip: bool = True  # random horizontal flips; off when mirroring changes the class
+    crop: str = "random_resized"  # training crop, see kvid.data.AugmentConfig
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     schedule: str = "cosine"
@@ -59,6 +60,10 @@ class TrainConfig:
             from kvid.models.registry import preset_kwargs
 
             preset_kwargs(self.model, self.preset)  # unknown model or preset: fail now
+        from kvid.data.augment import CROPS
+
+        if self.crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}. Received: crop={self.crop!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}. "
                              f"Received: schedule={self.schedule!r}")
@@ -179,7 +184,7 @@ def _datasets(config, info, clip_frames, image_size, normalization):
                   sampling=config.sampling, label_mode=label_mode,
                   num_classes=len(info["labels"]))
     train_ds = make_dataset(config.data_dir, config.train_split, training=True,
-                            augment=AugmentConfig(flip=config.flip), **common)
+                            augment=AugmentConfig(crop=config.crop, flip=config.flip), **common)
     val_ds = None
     if config.val_split and config.val_split in info.get("splits", {}) and \
             info["splits"][config.val_split].get("num_clips", 1) > 0:

@@ -22,16 +22,19 @@ def _is_png(path):
         return f.read(8) == PNG
 
 
-@pytest.mark.parametrize("model", ["c3d", "cnn_lstm", "lrcn_soft_attention"])
-def test_train_evaluate_export_from_the_cli(model, tiny_data, tmp_path, capsys):
+# Each model with the training crop of its paper: C3D a fixed-size crop at a random place,
+# TSN-style multi-scale for the CNN+LSTM, Inception-style random resized (the default).
+@pytest.mark.parametrize("model,crop", [("c3d", "random"), ("cnn_lstm", "multiscale"),
+                                        ("lrcn_soft_attention", "random_resized")])
+def test_train_evaluate_export_from_the_cli(model, crop, tiny_data, tmp_path, capsys):
     run, evaluation, export = (str(tmp_path / d) for d in ("run", "eval", "export/kvid/1"))
     assert cli.main(["train", "--data", tiny_data["data"], "--model", model, "--preset", "tiny",
-                     "--epochs", "2", "--batch-size", "4", "--lr", "0.003", "--no-flip",
-                     "--output", run]) == 0
+                     "--epochs", "1", "--batch-size", "4", "--lr", "0.003", "--no-flip",
+                     "--crop", crop, "--output", run]) == 0
     final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["final"]
     assert np.isfinite(final["loss"]) and 0 <= final["accuracy"] <= 1
     config = json.load(open(os.path.join(run, "config.json")))
-    assert config["preset"] == "tiny" and config["model"] == model
+    assert config["preset"] == "tiny" and config["model"] == model and config["crop"] == crop
     loaded = load_run(run)
     tiny = build_model(model, input_shape=(4, 32, 32, 3), num_classes=3,
                        **get_model_info(model).tiny_kwargs)

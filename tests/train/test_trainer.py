@@ -20,6 +20,8 @@ def test_config_rejects_bad_values():
         TrainConfig(data_dir="d", output_dir="o", optimizer="rmsprop")
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(data_dir="d", output_dir="o", epochs=0)
+    with pytest.raises(ValueError, match="crop"):
+        TrainConfig(data_dir="d", output_dir="o", crop="corner")
     with pytest.raises(ValueError, match="label_smoothing"):
         TrainConfig(data_dir="d", output_dir="o", label_smoothing=1.5)
     cfg = config_from_dict({"data_dir": "d", "output_dir": "o", "epochs": 3, "unknown": 1})
