@@ -87,6 +87,28 @@ def VideosToExamples(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
             | "ToExample" >> beam.Map(tf.train.Example.FromString))
 
 
+def split_counts(uri: str, split: str, labels) -> dict:
+    """Videos and clips per label in ``<uri>/Split-<split>/``, as ``kvid ingest`` records them.
+
+    Counted from the records TFX wrote (it assigns the splits by hash after ingest), so the
+    Trainer knows the epoch length exactly.
+    """
+    files = tf.io.gfile.glob(os.path.join(uri, f"Split-{split}", "*"))
+    spec = {schema.LABEL: tf.io.FixedLenFeature([], tf.int64),
+            schema.VIDEO_ID: tf.io.FixedLenFeature([], tf.string)}
+    clips = [0] * len(labels)
+    videos: list[set] = [set() for _ in labels]
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024)
+    for batch in records.map(lambda r: tf.io.parse_example(r, spec)):
+        for label, video in zip(batch[schema.LABEL].numpy(), batch[schema.VIDEO_ID].numpy()):
+            clips[label] += 1
+            videos[label].add(video)
+    per_video = {name: len(v) for name, v in zip(labels, videos)}
+    per_clip = dict(zip(labels, clips))
+    return {"videos": per_video, "clips": per_clip, "num_videos": sum(per_video.values()),
+            "num_clips": sum(clips)}
+
+
 class VideoExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
     """ExampleGen executor over raw videos; adds dead letters and the label map."""
 
@@ -118,7 +140,7 @@ class VideoExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
             "short_side": config.short_side,
             "compression": "GZIP",
             "shards": {s: [f"Split-{s}/*"] for s in splits},
-            "splits": {s: {} for s in splits},
+            "splits": {s: split_counts(examples.uri, s, manifest.labels) for s in splits},
             "dead_letters": dead,
             "params": config.to_json(),
             "source": exec_properties[standard_component_specs.INPUT_BASE_KEY],

@@ -86,6 +86,13 @@ def test_pipeline_cli_run_cache_and_threshold(tmp_path):
         clips = [schema.from_example(r.numpy()) for r in records]
         assert all(len(c.frames) == 4 and c.height == 32 for c in clips)
         groups[split] = {c.group for c in clips}
+        # Exact counts of what TFX wrote, so the Trainer's epoch is exactly one pass.
+        counts = info["splits"][split]
+        assert counts["num_clips"] == len(clips)
+        assert counts["num_videos"] == len({c.video_id for c in clips})
+        assert counts["clips"] == {name: sum(c.label_name == name for c in clips)
+                                   for name in info["labels"]}
+        assert sum(counts["videos"].values()) == counts["num_videos"]
     assert not groups["train"] & groups["eval"], "a group straddles splits"
 
     versions = _pushed_versions(config)
