@@ -22,8 +22,8 @@ import apache_beam as beam
 from apache_beam.coders import BytesCoder
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.io.tfrecordio import _TFRecordSink
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from kvid.ingest.config import IngestConfig
@@ -169,7 +169,7 @@ class _CappedTFRecordSink(_TFRecordSink):
     ``WriteToTFRecord`` does not pass FileBasedSink's ``max_bytes_per_shard`` through.
     """
 
-    def __init__(self, prefix: str, suffix: str, compression: str, max_bytes: int):
+    def __init__(self, prefix: str, suffix: str, compression: CompressionTypes, max_bytes: int):
         super().__init__(prefix, BytesCoder(), suffix, 0, SHARD_TEMPLATE, compression)
         self.max_bytes_per_shard = max_bytes
 
