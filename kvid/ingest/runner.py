@@ -209,7 +209,8 @@ def build_pipeline(pipeline: beam.Pipeline, manifest: Manifest, stage: str,
     for split in splits:
         _ = (by_split[index[split]]
              | f"Records[{split}]" >> beam.Values()
-             | f"WriteShards[{split}]" >> write_shards(_join(stage, split, SHARD_PREFIX), config))
+             | f"WriteShards[{split}]" >> write_shards(_join(stage, split, SHARD_PREFIX),
+                                                       config))
 
     dead = out[DEAD_LETTERS]
     _ = dead | "WriteDeadLetters" >> WriteDeadLetters(_join(stage, DEAD_LETTERS_JSONL))
