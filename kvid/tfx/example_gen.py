@@ -94,8 +94,7 @@ def split_counts(uri: str, split: str, labels) -> dict:
     Trainer knows the epoch length exactly.
     """
     files = tf.io.gfile.glob(os.path.join(uri, f"Split-{split}", "*"))
-    spec = {schema.LABEL: tf.io.FixedLenFeature([], tf.int64),
-            schema.VIDEO_ID: tf.io.FixedLenFeature([], tf.string)}
+    spec = {k: v for k, v in schema.feature_spec().items() if k in (schema.LABEL, schema.VIDEO_ID)}
     clips = [0] * len(labels)
     videos: list[set] = [set() for _ in labels]
     records = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(1024)
