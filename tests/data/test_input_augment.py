@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from kvid.data import AugmentConfig, make_config, preprocess_clip
-from kvid.data.augment import crop_window, cutmix, mixup
+from kvid.data.augment import GRAY, color_jitter, crop_window, cutmix, jitter_factors, mixup
 
 from data_fixtures import frame_ids, make_clip
 
@@ -77,6 +77,20 @@ def test_color_jitter_is_seeded_and_stays_in_range():
     np.testing.assert_array_equal(a, b)
     assert float(tf.reduce_max(tf.abs(a - c))) > 0.01
     assert 0 <= float(tf.reduce_min(a)) and float(tf.reduce_max(a)) <= 1
+
+
+def test_color_jitter_matches_the_three_steps_done_one_by_one():
+    rng = np.random.default_rng(0)
+    frames = rng.uniform(0, 255, (3, 5, 6, 3)).astype(np.float32)
+    for i in range(4):
+        b, c, s = jitter_factors(0.4, seed(i)).numpy()
+        x = frames.astype(np.float64) + b * 255
+        mean = x.mean(axis=(0, 1, 2))
+        x = (x - mean) * (1 + c) + mean
+        gray = (x * np.array(GRAY)).sum(-1, keepdims=True)
+        expected = np.clip((x - gray) * (1 + s) + gray, 0, 255)
+        np.testing.assert_allclose(color_jitter(tf.constant(frames), 0.4, seed(i)), expected,
+                                   atol=2e-3)
 
 
 def test_mixup_and_cutmix_mix_inputs_and_labels_alike():

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kvid.data.preprocess import decode_frames, normalize, resize_cover_crop
+from kvid.data.preprocess import (IMAGENET_MEAN, IMAGENET_STD, channel_mean, decode_frames,
+                                  normalize, resize_cover_crop)
 
 from data_fixtures import known_frame, make_clip
 
@@ -32,3 +33,13 @@ def test_normalize_modes_and_error():
                                                               -0.406 / 0.225], rtol=1e-5)
     with pytest.raises(ValueError, match="normalize mode must be one of"):
         normalize(x, "caffe")
+
+
+def test_per_channel_normalization_and_mean_on_clips_of_any_shape():
+    x = np.random.default_rng(0).uniform(0, 255, (2, 5, 7, 3)).astype(np.float32)
+    expected = (x / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    np.testing.assert_allclose(normalize(tf.constant(x), "imagenet"), expected, atol=1e-5)
+    dynamic = tf.function(lambda t: normalize(t, "imagenet"),
+                          input_signature=[tf.TensorSpec([None, None, None, 3])])
+    np.testing.assert_allclose(dynamic(x), expected, atol=1e-5)
+    np.testing.assert_allclose(channel_mean(tf.constant(x)), x.reshape(-1, 3).mean(0), rtol=1e-5)
