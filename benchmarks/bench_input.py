@@ -1,8 +1,8 @@
 """Input pipeline throughput: full training pipeline vs the raw read+decode limit vs videos.
 
-Writes synthetic clip shards (16 JPEG frames of 112x112, from ``kvid synth`` videos decoded
-with kvid.video, as ingest would) and times, at steady state on repeated datasets and in
-interleaved rounds, in clips per wall second and per CPU second of the process (rates: the
+Writes clip shards of 16 JPEG frames (q90) decoded with kvid.video from mp4 videos and resized
+as ``kvid ingest`` does (``--stored 128``: short side 128, as the README's UCF101 command;
+``--stored 112x112``: exactly the model's input), and times clips of 16x112x112, at steady state on repeated datasets and in interleaved rounds, in clips per wall second and per CPU second of the process (rates: the
 best round; ratios to raw: the median over rounds of each round's ratio, since the shared
 machine's speed drifts between rounds):
 
@@ -11,9 +11,20 @@ machine's speed drifts between rounds):
 - train_random: the same with C3D/I3D's fixed-size crop at a random place (no resampling)
 - train_gzip: the same as train on gzip shards
 - eval: ``make_dataset(training=False)``: centred clip, center crop
+- train_imagenet: the same as train with ImageNet mean/std (the 2D-backbone models)
+- train_jitter: the same as train with color jitter 0.4
 - video: ``dataset_from_videos(training=True)`` on the mp4 files themselves
 
-Prints one JSON line. Usage: ``python benchmarks/bench_input.py [--seconds 6]``.
+The videos (``--content``) are 320x240 camera pans over a real photograph (``photo``, the
+default: matplotlib's sample ``grace_hopper.jpg``), whose frames have a real image's detail
+and so cost what real frames cost to decode, or ``kvid synth`` videos (``synth``), whose
+smooth frames make JPEGs ~2.5x smaller and cheaper to decode while every other step costs
+the same, so the ratios to raw are lower on them. Frames stored larger than the model's
+input (``--stored 128``) let the training crops decode only their window, where raw decodes
+every pixel; frames stored at the input size make the resample of the random resized crop
+the largest cost after decoding.
+
+Prints one JSON line. Usage: ``python benchmarks/bench_input.py [--stored 112x112]``.
 """
 
 from __future__ import annotations
@@ -24,23 +35,48 @@ import os
 import tempfile
 import time
 
+import cv2
 import numpy as np
 import tensorflow as tf
+from matplotlib import cbook
 
 from kvid import schema, synth
-from kvid.data import dataset_from_videos, make_dataset
+from kvid.data import AugmentConfig, dataset_from_videos, make_dataset
 from kvid.data.pipeline import read_records
 from kvid.data.preprocess import decode_jpegs
 from kvid.data.sources import resolve_files
-from kvid.video import encode_jpeg, iter_frames, window_clips
+from kvid.video import encode_jpeg, iter_frames, resize_frame, window_clips
+from kvid.video.encode import write_video
+
+
+def photo_videos(root: str, count: int, *, frames: int, size=(240, 320)) -> list[str]:
+    """``count`` mp4 camera pans (random zoom and path) over a real photograph, in
+    ``root/<class>/`` for 4 classes as ``kvid synth`` lays them out."""
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        photo = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(count):
+        scale = rng.uniform(1.1, 1.6) * max(np.divide(size, photo.shape[:2]))
+        image = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        free = np.array(image.shape[:2]) - size
+        start, end = rng.uniform(0, 1, 2) * free, rng.uniform(0, 1, 2) * free
+        path = os.path.join(root, f"class{k % 4}", f"pan{k:03d}.mp4")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_video(path, [image[y:y + size[0], x:x + size[1]] for y, x in (
+            np.round(start + (end - start) * i / (frames - 1)).astype(int)
+            for i in range(frames))])
+        paths.append(path)
+    return paths
 
 
 def write_shards(root: str, videos: list[str], *, clip_frames: int, copies: int,
-                 shards: int) -> tuple[int, float]:
-    """Clips of every video (copied ``copies`` times) into plain and gzip shards."""
+                 shards: int, stored: dict) -> tuple[int, float]:
+    """Clips of every video (copied ``copies`` times) into plain and gzip shards, frames
+    resized by ``stored`` (``short_side=`` or ``size=``, as ingest does)."""
     records, jpeg_bytes = [], []
     for k, path in enumerate(videos):
-        frames = [f.rgb for f in iter_frames(path)]
+        frames = [resize_frame(f.rgb, **stored) for f in iter_frames(path)]
         for c, idx in enumerate(window_clips(len(frames), clip_frames)):
             jpegs = [encode_jpeg(frames[i], quality=90) for i in idx]
             jpeg_bytes += [len(j) for j in jpegs]
@@ -77,15 +113,17 @@ def raw_dataset(data_dir: str, batch_size: int, clip_frames: int) -> tf.data.Dat
 
 
 def throughput(ds: tf.data.Dataset, batch_size: int, seconds: float,
-               warmup: int = 5) -> tuple[float, float]:
+               warmup: float = 1.0) -> tuple[float, float]:
     """(clips per wall second, clips per CPU second of this process) at steady state.
 
+    ``warmup`` seconds first, so the buffers are full and tf.data's autotuner has settled.
     The CPU-time rate does not drop when other processes take the cores, so on a shared
     machine it is the stable measure of cost; times the core count it is the rate on an
     idle machine, if the pipeline scales over the cores.
     """
     it = iter(ds)
-    for _ in range(warmup):
+    start = time.perf_counter()
+    while time.perf_counter() - start < warmup:
         next(it)
     n, wall, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - wall < seconds:
@@ -96,32 +134,51 @@ def throughput(ds: tf.data.Dataset, batch_size: int, seconds: float,
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="timed per pipeline/round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="timed per pipeline/round")
+    parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--clip-frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=112)
     parser.add_argument("--videos", type=int, default=16)
-    parser.add_argument("--pipelines", default="raw,train,train_random,train_gzip,eval,video",
+    parser.add_argument("--content", choices=("photo", "synth"), default="photo",
+                        help="video frames: pans over a real photo, or kvid synth videos")
+    parser.add_argument("--stored", default="128",
+                        help="stored frames: short side (ingest --short-side) or HxW (--size)")
+    parser.add_argument("--pipelines", default="raw,train,train_random,train_imagenet,"
+                        "train_jitter,train_gzip,eval,video",
                         help="comma-separated subset to time")
     args = parser.parse_args()
     bs, t, size = args.batch_size, args.clip_frames, args.size
+    if "x" in args.stored:
+        stored = {"size": tuple(int(v) for v in args.stored.split("x"))}
+    else:
+        stored = {"short_side": int(args.stored)}
+    short_side = stored.get("short_side") or min(stored["size"])  # the from-video loader's
 
     with tempfile.TemporaryDirectory() as tmp:
-        per_class = max(1, args.videos // 4)
-        videos = synth.generate(os.path.join(tmp, "videos"), synth.SynthConfig(
-            num_classes=4, videos_per_class=per_class, frames=2 * t, size=size))
+        root = os.path.join(tmp, "videos")
+        if args.content == "photo":
+            videos = photo_videos(root, args.videos, frames=2 * t)
+        else:
+            videos = synth.generate(root, synth.SynthConfig(
+                num_classes=4, videos_per_class=max(1, args.videos // 4), frames=2 * t,
+                size=240))
         data = os.path.join(tmp, "shards")
-        clips, jpeg_kb = write_shards(data, videos, clip_frames=t, copies=8, shards=4)
+        clips, jpeg_kb = write_shards(data, videos, clip_frames=t, copies=8, shards=4,
+                                      stored=stored)
         common = dict(clip_frames=t, batch_size=bs, image_size=size, repeat=True, seed=0)
         pipelines = {
             "raw": lambda: raw_dataset(data, bs, t),
             "train": lambda: make_dataset(data, "train", training=True, **common),
             "train_random": lambda: make_dataset(data, "train", training=True, augment="random",
                                                  **common),
+            "train_imagenet": lambda: make_dataset(data, "train", training=True,
+                                                   normalize="imagenet", **common),
+            "train_jitter": lambda: make_dataset(data, "train", training=True,
+                                                 augment=AugmentConfig(color_jitter=0.4), **common),
             "train_gzip": lambda: make_dataset(data, "train_gzip", training=True, **common),
             "eval": lambda: make_dataset(data, "train", training=False, **common),
-            "video": lambda: dataset_from_videos(os.path.join(tmp, "videos"), training=True,
+            "video": lambda: dataset_from_videos(root, training=True, short_side=short_side,
                                                  **common),
         }
         chosen = args.pipelines.split(",")
@@ -138,14 +195,15 @@ def main():
                 cpu[name] = max(cpu[name], rates[name][1])
             rounds.append(rates)
     result = {
-        "bench": "input", "clip": f"{t}x{size}x{size}", "jpeg_kb": round(jpeg_kb / 1024, 1),
+        "bench": "input", "content": args.content, "stored": args.stored,
+        "clip": f"{t}x{size}x{size}", "jpeg_kb": round(jpeg_kb / 1024, 1),
         "records": clips, "batch_size": bs, "cpu_count": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 1),
         **{f"{k}_clips_per_s": round(v, 1) for k, v in wall.items()},
         **{f"{k}_clips_per_cpu_s": round(v, 1) for k, v in cpu.items()},
     }
-    for name in ("train", "train_random", "train_gzip", "eval", "video"):
-        if name in wall and "raw" in wall:
+    for name in pipelines:
+        if name != "raw" and "raw" in wall:
             # Median over rounds of the ratio within a round: the machine's speed drifts by
             # more than the effects measured here, so only neighbours in time are compared.
             for i, suffix in ((0, ""), (1, "_cpu")):

@@ -63,22 +63,6 @@ class AugmentConfig:
 NO_AUGMENT = AugmentConfig(crop="center", flip=False)
 
 
-def _cover_window(height, width, image_size):
-    """Largest window of ``image_size``'s aspect ratio inside (height, width)."""
-    th, tw = float(image_size[0]), float(image_size[1])
-    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    f = tf.minimum(h / th, w / tw)
-    return (tf.cast(tf.minimum(tf.round(th * f), h), tf.int32),
-            tf.cast(tf.minimum(tf.round(tw * f), w), tf.int32))
-
-
-def _place(height, width, ch, cw, fy, fx):
-    """Window (ch, cw) at fractions (fy, fx) of the free range: 0 top/left, 1 bottom/right."""
-    y = tf.cast(tf.round(tf.cast(height - ch, tf.float32) * fy), tf.int32)
-    x = tf.cast(tf.round(tf.cast(width - cw, tf.float32) * fx), tf.int32)
-    return tf.stack([y, x, ch, cw])
-
-
 def crop_window(height, width, image_size, cfg: AugmentConfig, seed) -> tf.Tensor:
     """int32 [4] ``(y, x, h, w)`` window of a (height, width) frame, drawn per ``cfg.crop``."""
     height = tf.cast(height, tf.int32)
@@ -95,7 +79,7 @@ def crop_window(height, width, image_size, cfg: AugmentConfig, seed) -> tf.Tenso
         ratio = tf.exp(log_lo + (log_hi - log_lo) * u[1])  # width / height
         ch = tf.cast(tf.clip_by_value(tf.round(tf.sqrt(area / ratio)), 1.0, h), tf.int32)
         cw = tf.cast(tf.clip_by_value(tf.round(tf.sqrt(area * ratio)), 1.0, w), tf.int32)
-        return _place(height, width, ch, cw, u[2], u[3])
+        return preprocess.place_window(height, width, ch, cw, u[2], u[3])
     if cfg.crop == "multiscale":
         base = tf.cast(tf.minimum(height, width), tf.float32)
         sizes = tf.cast(base * tf.constant(cfg.scales, tf.float32), tf.int32)
@@ -108,15 +92,14 @@ def crop_window(height, width, image_size, cfg: AugmentConfig, seed) -> tf.Tenso
         cw = tf.minimum(tf.gather(sizes, pairs[pick, 1]), width)
         spots = tf.constant([(0, 0), (0, 1), (1, 0), (1, 1), (0.5, 0.5)], tf.float32)
         spot = tf.random.stateless_uniform([], seeds[1], 0, 5, dtype=tf.int32)
-        return _place(height, width, ch, cw, spots[spot, 0], spots[spot, 1])
+        return preprocess.place_window(height, width, ch, cw, spots[spot, 0], spots[spot, 1])
     if cfg.crop == "random":
-        ch, cw = _cover_window(height, width, image_size)
+        ch, cw = preprocess.cover_window(height, width, image_size)
         ch = tf.minimum(ch, image_size[0])
         cw = tf.minimum(cw, image_size[1])
         fy, fx = tf.unstack(tf.random.stateless_uniform([2], seeds[0]))
-        return _place(height, width, ch, cw, fy, fx)
-    ch, cw = _cover_window(height, width, image_size)
-    return _place(height, width, ch, cw, 0.5, 0.5)
+        return preprocess.place_window(height, width, ch, cw, fy, fx)
+    return preprocess.center_window(height, width, image_size)
 
 
 def flip_left_right(frames: tf.Tensor, *, is_flow: bool = False) -> tf.Tensor:

@@ -2,8 +2,8 @@
 
 The per-clip work is one pure function, :func:`preprocess_clip`, with a training branch
 (random temporal position, random crop, flip, jitter) and an evaluation branch (centred
-clip, center crop done by the same ``decode_frames``/``resize_cover_crop`` as the exported
-SavedModel). Shards, TFX artifacts and video files only differ in how a clip dict is made.
+clip, the center crop of ``decode_frames``/``resize_cover_crop``, which the exported
+SavedModel calls too). Either way JPEG frames are decoded only inside the crop window. Shards, TFX artifacts and video files only differ in how a clip dict is made.
 """
 
 from __future__ import annotations
@@ -95,20 +95,8 @@ def _pixels(src: tf.Tensor, channels: int, window: tf.Tensor | None = None) -> t
     if src.dtype == tf.string:
         px = preprocess.decode_jpegs(src, window)
     else:
-        px = src if window is None else \
-            src[:, window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
+        px = src if window is None else preprocess.crop(src, window)
     return px[..., :channels]
-
-
-def _resize(frames: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
-    """float32 [T, H, W, C]; a window that already has the size is not resampled.
-
-    Casting before resizing measured ~20% faster than resizing uint8 (same values).
-    """
-    frames = tf.cast(frames, tf.float32)
-    shape = tf.shape(frames)
-    same = tf.logical_and(tf.equal(shape[1], image_size[0]), tf.equal(shape[2], image_size[1]))
-    return tf.cond(same, lambda: frames, lambda: tf.image.resize(frames, image_size))
 
 
 def _frame_size(src: tf.Tensor):
@@ -179,21 +167,22 @@ def preprocess_clip(clip: dict, cfg: InputConfig, *, training: bool, seed=None, 
         seeds = tf.random.experimental.stateless_split(seed, 4)
     sampled = _sampled_frames(clip, cfg, training=training,
                               seed=seeds[0] if training else None, phase=phase)
-    if not training or aug.crop == "center" and not aug.flip and not aug.color_jitter:
-        frames = {s: preprocess.resize_cover_crop(_pixels(x, CHANNELS[s]), cfg.image_size)
-                  for s, x in sampled.items()}
-        return _finish(frames, clip, cfg)
     height, width = _frame_size(sampled[cfg.streams[0]])
-    window = crop_window(height, width, cfg.image_size, aug, seeds[1])
-    flip = tf.random.stateless_uniform([], seeds[2]) < 0.5
+    flip = None
+    if training:
+        window = crop_window(height, width, cfg.image_size, aug, seeds[1])
+        if aug.flip:
+            flip = tf.random.stateless_uniform([], seeds[2]) < 0.5
+    else:
+        window = preprocess.center_window(height, width, cfg.image_size)
     frames = {}
     for s, x in sampled.items():
         x = _pixels(x, CHANNELS[s], window)
-        if aug.flip:  # on the 8-bit crop: 4x less memory than after resizing to float
+        if flip is not None:  # on the 8-bit crop: 4x less memory than after resizing to float
             x = tf.cond(flip, lambda x=x, s=s: flip_left_right(x, is_flow=s == "flow"),
                         lambda x=x: x)
-        x = _resize(x, cfg.image_size)
-        if s == "rgb" and aug.color_jitter:
+        x = preprocess.resize_to(x, cfg.image_size)
+        if training and s == "rgb" and aug.color_jitter:
             x = color_jitter(x, aug.color_jitter, seeds[3])
         frames[s] = x
     return _finish(frames, clip, cfg)
@@ -358,26 +347,21 @@ def make_dataset(
 
 
 def spatial_crops(frames: tf.Tensor, image_size: tuple[int, int], num_crops: int) -> tf.Tensor:
-    """[T, h, w, C] -> [M, T, H, W, C]: scale to cover, then M crops along the long side.
+    """[T, h, w, C] -> [M, T, H, W, C]: M center-crop-sized windows along the long side.
 
     One crop is exactly the serving center crop; three are the usual left/center/right
     (or top/center/bottom) full-short-side crops of SlowFast/X3D testing.
     """
-    if num_crops == 1:
-        return preprocess.resize_cover_crop(frames, image_size)[None]
-    th, tw = image_size
-    resized = preprocess.resize_cover(frames, image_size)
-    shape = tf.shape(resized)
-    free_y, free_x = shape[1] - th, shape[2] - tw
+    shape = tf.shape(frames)
+    h, w = shape[1], shape[2]
+    ch, cw = preprocess.cover_window(h, w, image_size)
+    along_y = h - ch > w - cw
     crops = []
     for i in range(num_crops):
-        f = i / (num_crops - 1)
-        along_y = free_y > free_x
-        y = tf.where(along_y, tf.cast(tf.round(tf.cast(free_y, tf.float32) * f), tf.int32),
-                     free_y // 2)
-        x = tf.where(along_y, free_x // 2,
-                     tf.cast(tf.round(tf.cast(free_x, tf.float32) * f), tf.int32))
-        crops.append(resized[:, y:y + th, x:x + tw, :])
+        f = 0.5 if num_crops == 1 else i / (num_crops - 1)
+        window = preprocess.place_window(h, w, ch, cw, tf.where(along_y, f, 0.5),
+                                         tf.where(along_y, 0.5, f))
+        crops.append(preprocess.resize_to(preprocess.crop(frames, window), image_size))
     return tf.stack(crops)
 
 
@@ -392,8 +376,13 @@ def clip_views(clip: dict, cfg: InputConfig, num_clips: int, num_crops: int):
     for phase in view_phases(num_clips):
         sampled = _sampled_frames(clip, cfg, training=False, seed=None, phase=phase)
         for s, x in sampled.items():
-            per_stream[s].append(spatial_crops(_pixels(x, CHANNELS[s]), cfg.image_size,
-                                               num_crops))
+            if num_crops == 1:  # the serving center crop, decoded only inside its window
+                window = preprocess.center_window(*_frame_size(x), cfg.image_size)
+                views = preprocess.resize_to(_pixels(x, CHANNELS[s], window), cfg.image_size)
+                per_stream[s].append(views[None])
+            else:
+                per_stream[s].append(spatial_crops(_pixels(x, CHANNELS[s]), cfg.image_size,
+                                                   num_crops))
     frames = {s: tf.concat(v, axis=0) for s, v in per_stream.items()}
     inputs, label = _finish(frames, clip, cfg)
     n = num_clips * num_crops

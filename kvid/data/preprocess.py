@@ -31,47 +31,69 @@ def decode_jpegs(jpegs: tf.Tensor, window: tf.Tensor | None = None) -> tf.Tensor
     return tf.map_fn(one, jpegs, fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
 
 
-def decode_frames(jpegs: tf.Tensor, image_size: tuple[int, int] | None = None) -> tf.Tensor:
-    """[T] JPEG strings -> [T, H, W, 3] float32 in [0, 255], resized to ``image_size``.
-
-    Resizing scales the short side to cover ``image_size`` and center-crops, as ingest does,
-    so clients may send frames of any size.
-    """
-    frames = tf.cast(decode_jpegs(jpegs), tf.float32)
-    if image_size is None:
-        return frames
-    return resize_cover_crop(frames, image_size)
+def cover_window(height, width, image_size):
+    """(h, w) of the largest window with ``image_size``'s aspect ratio inside (height, width)."""
+    th, tw = float(image_size[0]), float(image_size[1])
+    h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
+    f = tf.minimum(h / th, w / tw)
+    return (tf.cast(tf.minimum(tf.round(th * f), h), tf.int32),
+            tf.cast(tf.minimum(tf.round(tw * f), w), tf.int32))
 
 
-def resize_cover(frames: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
-    """[T, h, w, C] -> [T, h', w', C] float32, scaled (aspect kept) to just cover (H, W).
+def place_window(height, width, ch, cw, fy, fx) -> tf.Tensor:
+    """int32 [4] ``(y, x, h, w)``: a (ch, cw) window at fractions (fy, fx) of the free range
+    of a (height, width) frame: 0 top/left, 1 bottom/right."""
+    y = tf.cast(tf.round(tf.cast(height - ch, tf.float32) * fy), tf.int32)
+    x = tf.cast(tf.round(tf.cast(width - cw, tf.float32) * fx), tf.int32)
+    return tf.stack([y, x, ch, cw])
 
-    Frames that already have the covering size are not resampled, so stored frames of the
-    model's size pass through bit-exact.
+
+def center_window(height, width, image_size) -> tf.Tensor:
+    """The center crop: the largest window of ``image_size``'s aspect, in the middle."""
+    height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
+    ch, cw = cover_window(height, width, image_size)
+    return place_window(height, width, ch, cw, 0.5, 0.5)
+
+
+def resize_to(frames: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
+    """[T, h, w, C] -> float32 [T, H, W, C] (bilinear); frames of that size pass bit-exact.
+
+    Casting before resizing measured ~20% faster than resizing uint8 (same values).
     """
     th, tw = int(image_size[0]), int(image_size[1])
-    frames = tf.cast(frames, tf.float32)  # resizing float is faster than uint8, same values
+    frames = tf.cast(frames, tf.float32)
     shape = tf.shape(frames)
-    h, w = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    scale = tf.maximum(th / h, tw / w)
-    nh = tf.maximum(th, tf.cast(tf.round(h * scale), tf.int32))
-    nw = tf.maximum(tw, tf.cast(tf.round(w * scale), tf.int32))
+    same = tf.logical_and(tf.equal(shape[1], th), tf.equal(shape[2], tw))
+    out = tf.cond(same, lambda: frames, lambda: tf.image.resize(frames, (th, tw)))
+    return tf.ensure_shape(out, [frames.shape[0], th, tw, frames.shape[-1]])
 
-    def resize():
-        return tf.image.resize(frames, tf.stack([nh, nw]), method="bilinear")
 
-    same = tf.logical_and(tf.equal(shape[1], nh), tf.equal(shape[2], nw))
-    return tf.cond(same, lambda: frames, resize)
+def crop(frames: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+    """[T, h, w, C] inside ``window`` (y, x, h, w)."""
+    return frames[:, window[0]:window[0] + window[2], window[1]:window[1] + window[3]]
 
 
 def resize_cover_crop(frames: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
-    """[T, h, w, C] -> [T, H, W, C]: scale to cover (H, W) and take the center crop."""
-    th, tw = int(image_size[0]), int(image_size[1])
-    resized = resize_cover(frames, image_size)
-    shape = tf.shape(resized)
-    y, x = (shape[1] - th) // 2, (shape[2] - tw) // 2
-    out = resized[:, y:y + th, x:x + tw, :]
-    return tf.ensure_shape(out, [None, th, tw, frames.shape[-1]])
+    """[T, h, w, C] -> float32 [T, H, W, C]: the center window of (H, W)'s aspect, resized.
+
+    Cropping before resizing touches only the window's pixels; for JPEG frames,
+    :func:`decode_frames` decodes only that window and gives the same values.
+    """
+    shape = tf.shape(frames)
+    return resize_to(crop(frames, center_window(shape[1], shape[2], image_size)), image_size)
+
+
+def decode_frames(jpegs: tf.Tensor, image_size: tuple[int, int] | None = None) -> tf.Tensor:
+    """[T] JPEG strings -> [T, H, W, 3] float32 in [0, 255], center-cropped to ``image_size``.
+
+    Exactly :func:`resize_cover_crop` of the decoded frames (so clients may send frames of
+    any size), but only the center window of each JPEG is decoded.
+    """
+    if image_size is None:
+        return tf.cast(decode_jpegs(jpegs), tf.float32)
+    shape = tf.io.extract_jpeg_shape(jpegs[0])
+    window = center_window(shape[0], shape[1], image_size)
+    return resize_to(decode_jpegs(jpegs, window), image_size)
 
 
 def per_channel_affine(x: tf.Tensor, scale, offset) -> tf.Tensor:

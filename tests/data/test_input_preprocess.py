@@ -2,10 +2,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kvid.data import make_dataset
 from kvid.data.preprocess import (IMAGENET_MEAN, IMAGENET_STD, channel_mean, decode_frames,
-                                  normalize, resize_cover_crop)
+                                  decode_jpegs, normalize, resize_cover_crop)
 
-from data_fixtures import known_frame, make_clip
+from data_fixtures import known_frame, make_clip, write_shards
 
 
 def test_decode_frames_same_for_static_and_dynamic_length():
@@ -43,3 +44,24 @@ def test_per_channel_normalization_and_mean_on_clips_of_any_shape():
                           input_signature=[tf.TensorSpec([None, None, None, 3])])
     np.testing.assert_allclose(dynamic(x), expected, atol=1e-5)
     np.testing.assert_allclose(channel_mean(tf.constant(x)), x.reshape(-1, 3).mean(0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(16, 16), (20, 12), (24, 32), (12, 30)])
+def test_center_window_decode_matches_decoding_everything_then_cropping(size):
+    jpegs = tf.constant(make_clip(0, "v", frames=3, height=40, width=52).frames)
+    whole = resize_cover_crop(decode_jpegs(jpegs), size)
+    # Equal but at the window's edges, where the chroma upsampling sees no pixels beyond it.
+    np.testing.assert_allclose(decode_frames(jpegs, size), whole, atol=3)
+    assert whole.shape == (3, *size, 3)
+
+
+def test_eval_pipeline_gives_the_serving_pixels_for_frames_larger_than_the_input(tmp_path):
+    clip = make_clip(0, "v", frames=4, height=40, width=52)
+    write_shards(str(tmp_path), "test", [clip], shards=1)
+    (x, _), = make_dataset(str(tmp_path), "test", clip_frames=4, batch_size=1, training=False,
+                           image_size=24, normalize="unit")
+    served = decode_frames(tf.constant(clip.frames), (24, 24)) / 255
+    np.testing.assert_allclose(x[0], served, atol=1e-6)
+    # The center crop: a 40x40 window at columns 6..45 of the 52-wide ramp, scaled to 24.
+    red = served[0, 0, :, 0].numpy() * 255
+    assert 6 / 51 * 255 - 4 < red[0] < 7 / 51 * 255 + 4 and red[-1] > 44 / 51 * 255 - 4
