@@ -45,6 +45,7 @@ class PipelineConfig:
     optimizer: str = "adam"
     mixed_precision: bool = False
     flip: bool = True  # random horizontal flips; never on the synthetic data (mirror = other class)
+    crop: str = "random_resized"  # training crop, as `kvid train --crop`
     # evaluation (Evaluator)
     accuracy_threshold: float = 0.5  # absolute: accuracy must be >= this to bless
     change_threshold: float = -0.05  # vs the latest blessed model: accuracy may drop at most this
@@ -53,6 +54,12 @@ class PipelineConfig:
     beam_args: tuple = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     synth_videos_per_class: int = _DEMO.videos_per_class
     synth_classes: int = _DEMO.num_classes
+
+    def __post_init__(self):
+        from kvid.data.augment import CROPS
+
+        if self.crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}. Received: crop={self.crop!r}")
 
     @property
     def pipeline_root(self) -> str:

@@ -87,7 +87,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             "epochs": config.epochs, "batch_size": config.batch_size,
             "learning_rate": config.learning_rate, "optimizer": config.optimizer,
             "mixed_precision": config.mixed_precision, "model_name": config.model_name,
-            "flip": config.flip and bool(config.data_root),
+            "flip": config.flip and bool(config.data_root), "crop": config.crop,
         })
     model_resolver = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

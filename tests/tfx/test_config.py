@@ -12,8 +12,9 @@ def test_env_overrides_file_and_other_models_drop_the_demo_kwargs(tmp_path):
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"epochs": 3, "model": "c3d"}))
     config = PipelineConfig.load(str(path), environ={"KVID_EPOCHS": "5", "KVID_PRESET": "tiny",
-                                                     "KVID_FLIP": "no"})
-    assert (config.epochs, config.model, config.preset, config.flip) == (5, "c3d", "tiny", False)
+                                                     "KVID_FLIP": "no", "KVID_CROP": "random"})
+    assert (config.epochs, config.model, config.preset, config.flip, config.crop) == \
+        (5, "c3d", "tiny", False, "random")
     assert config.model_kwargs == {}  # early fusion's kwargs are not c3d's
     demo = PipelineConfig.load(environ={})
     assert demo.model == DemoConfig.model and demo.model_kwargs == DemoConfig().model_kwargs
@@ -29,3 +30,5 @@ def test_bad_values_are_clear_errors(tmp_path):
     path.write_text(json.dumps({"epoch": 3}))
     with pytest.raises(ValueError, match="Unknown pipeline config keys"):
         PipelineConfig.load(str(path), environ={})
+    with pytest.raises(ValueError, match="crop must be one of"):
+        PipelineConfig.load(environ={"KVID_CROP": "zoom"})
