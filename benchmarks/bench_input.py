@@ -2,9 +2,10 @@
 
 Writes clip shards of 16 JPEG frames (q90) decoded with kvid.video from mp4 videos and resized
 as ``kvid ingest`` does (``--stored 128``: short side 128, as the README's UCF101 command;
-``--stored 112x112``: exactly the model's input), and times clips of 16x112x112, at steady state on repeated datasets and in interleaved rounds, in clips per wall second and per CPU second of the process (rates: the
-best round; ratios to raw: the median over rounds of each round's ratio, since the shared
-machine's speed drifts between rounds):
+``--stored 112x112``: exactly the model's input), and times clips of 16x112x112, at steady
+state on repeated datasets and in interleaved rounds, in clips per wall second and per CPU
+second of the process (rates: the best round; ratios to raw: the median over rounds of each
+round's ratio, since the shared machine's speed drifts between rounds):
 
 - raw: read TFRecords, parse, decode all JPEGs, batch (the limit of any reader)
 - train: ``make_dataset(training=True)``: dense sampling, random resized crop, flip

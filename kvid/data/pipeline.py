@@ -1,9 +1,10 @@
 """tf.data pipelines that feed ``model.fit``: clip records -> sampled, augmented batches.
 
-The per-clip work is one pure function, :func:`preprocess_clip`, with a training branch
-(random temporal position, random crop, flip, jitter) and an evaluation branch (centred
-clip, the center crop of ``decode_frames``/``resize_cover_crop``, which the exported
-SavedModel calls too). Either way JPEG frames are decoded only inside the crop window. Shards, TFX artifacts and video files only differ in how a clip dict is made.
+The per-clip work is one pure function, :func:`preprocess_clip`, with a training branch (random
+temporal position, random crop, flip, jitter) and an evaluation branch (centred clip, the
+center crop of ``decode_frames``/``resize_cover_crop``, which the exported SavedModel calls
+too). Either way JPEG frames are decoded only inside the crop window. Shards, TFX artifacts and
+video files only differ in how a clip dict is made.
 """
 
 from __future__ import annotations

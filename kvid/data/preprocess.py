@@ -58,7 +58,7 @@ def center_window(height, width, image_size) -> tf.Tensor:
 def resize_to(frames: tf.Tensor, image_size: tuple[int, int]) -> tf.Tensor:
     """[T, h, w, C] -> float32 [T, H, W, C] (bilinear); frames of that size pass bit-exact.
 
-    Casting before resizing measured ~20% faster than resizing uint8 (same values).
+    Casting before resizing is faster than resizing uint8 (same values): 1.2-2x, by CPU.
     """
     th, tw = int(image_size[0]), int(image_size[1])
     frames = tf.cast(frames, tf.float32)

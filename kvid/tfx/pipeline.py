@@ -25,8 +25,9 @@ TRAINER_MODULE = "kvid.tfx.trainer_module.run_fn"
 
 def eval_config(config: PipelineConfig, num_classes: int) -> tfma.EvalConfig:
     """Accuracy, top-5, a confusion matrix and per-class one-vs-rest recall (TFMA binarizes
-    class c as probability_c > 0.5, not argmax) on ``serving_examples``; blessing needs accuracy >= the absolute threshold and no worse than the baseline by
-    more than the change threshold."""
+    class c as probability_c > 0.5, not argmax) on ``serving_examples``; blessing needs
+    accuracy >= the absolute threshold and no worse than the baseline by more than the
+    change threshold."""
     accuracy = tfma.MetricConfig(
         class_name="SparseCategoricalAccuracy",
         threshold=tfma.MetricThreshold(
