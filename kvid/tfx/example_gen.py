@@ -7,7 +7,8 @@ and TFX writes the standard Examples artifact (gzip TFRecords, ``Split-<name>/``
 Splits: TFX's own hash partitioning on the ``group`` feature (output_config
 ``partition_feature_name="group"``), so a group never straddles splits. Dead letters go to
 ``<artifact>/DeadLetters/`` and their count is the artifact's ``dead_letters`` custom
-property; ``<artifact>/dataset.json`` carries the label map so the Trainer and tf.data read the artifact like ``kvid ingest`` output.
+property; ``<artifact>/dataset.json`` carries the label map so the Trainer and tf.data read
+the artifact like ``kvid ingest`` output.
 """
 
 from __future__ import annotations
