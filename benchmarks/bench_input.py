@@ -154,7 +154,8 @@ def main():
         stored = {"size": tuple(int(v) for v in args.stored.split("x"))}
     else:
         stored = {"short_side": int(args.stored)}
-    short_side = stored.get("short_side") or min(stored["size"])  # the from-video loader's
+    # dataset_from_videos only scales the short side (no center crop to HxW)
+    short_side = stored.get("short_side") or min(stored["size"])
 
     with tempfile.TemporaryDirectory() as tmp:
         root = os.path.join(tmp, "videos")
