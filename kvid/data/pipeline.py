@@ -100,12 +100,10 @@ def _pixels(src: tf.Tensor, channels: int, window: tf.Tensor | None = None) -> t
     return px[..., :channels]
 
 
-def _frame_size(src: tf.Tensor):
-    if src.dtype == tf.string:
-        shape = tf.io.extract_jpeg_shape(src[0])
-        return shape[0], shape[1]
-    shape = tf.shape(src)
-    return shape[1], shape[2]
+def _center_crop(src: tf.Tensor, channels: int, image_size) -> tf.Tensor:
+    """The serving center crop of one stream, decoded only inside its window."""
+    window = preprocess.center_window(*preprocess.frame_size(src), image_size)
+    return preprocess.resize_to(_pixels(src, channels, window), image_size)
 
 
 def _sampled_frames(clip: dict, cfg: InputConfig, *, training: bool, seed, phase) -> dict:
@@ -168,7 +166,7 @@ def preprocess_clip(clip: dict, cfg: InputConfig, *, training: bool, seed=None, 
         seeds = tf.random.experimental.stateless_split(seed, 4)
     sampled = _sampled_frames(clip, cfg, training=training,
                               seed=seeds[0] if training else None, phase=phase)
-    height, width = _frame_size(sampled[cfg.streams[0]])
+    height, width = preprocess.frame_size(sampled[cfg.streams[0]])
     flip = None
     if training:
         window = crop_window(height, width, cfg.image_size, aug, seeds[1])
@@ -377,10 +375,8 @@ def clip_views(clip: dict, cfg: InputConfig, num_clips: int, num_crops: int):
     for phase in view_phases(num_clips):
         sampled = _sampled_frames(clip, cfg, training=False, seed=None, phase=phase)
         for s, x in sampled.items():
-            if num_crops == 1:  # the serving center crop, decoded only inside its window
-                window = preprocess.center_window(*_frame_size(x), cfg.image_size)
-                views = preprocess.resize_to(_pixels(x, CHANNELS[s], window), cfg.image_size)
-                per_stream[s].append(views[None])
+            if num_crops == 1:
+                per_stream[s].append(_center_crop(x, CHANNELS[s], cfg.image_size)[None])
             else:
                 per_stream[s].append(spatial_crops(_pixels(x, CHANNELS[s]), cfg.image_size,
                                                    num_crops))

@@ -48,6 +48,15 @@ def place_window(height, width, ch, cw, fy, fx) -> tf.Tensor:
     return tf.stack([y, x, ch, cw])
 
 
+def frame_size(src: tf.Tensor):
+    """(height, width) of [T] JPEG strings (from the first frame's header) or [T, h, w, C]."""
+    if src.dtype == tf.string:
+        shape = tf.io.extract_jpeg_shape(src[0])
+        return shape[0], shape[1]
+    shape = tf.shape(src)
+    return shape[1], shape[2]
+
+
 def center_window(height, width, image_size) -> tf.Tensor:
     """The center crop: the largest window of ``image_size``'s aspect, in the middle."""
     height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
@@ -79,8 +88,7 @@ def resize_cover_crop(frames: tf.Tensor, image_size: tuple[int, int]) -> tf.Tens
     Cropping before resizing touches only the window's pixels; for JPEG frames,
     :func:`decode_frames` decodes only that window and gives the same values.
     """
-    shape = tf.shape(frames)
-    return resize_to(crop(frames, center_window(shape[1], shape[2], image_size)), image_size)
+    return resize_to(crop(frames, center_window(*frame_size(frames), image_size)), image_size)
 
 
 def decode_frames(jpegs: tf.Tensor, image_size: tuple[int, int] | None = None) -> tf.Tensor:
@@ -91,8 +99,7 @@ def decode_frames(jpegs: tf.Tensor, image_size: tuple[int, int] | None = None) -
     """
     if image_size is None:
         return tf.cast(decode_jpegs(jpegs), tf.float32)
-    shape = tf.io.extract_jpeg_shape(jpegs[0])
-    window = center_window(shape[0], shape[1], image_size)
+    window = center_window(*frame_size(jpegs), image_size)
     return resize_to(decode_jpegs(jpegs, window), image_size)
 
 

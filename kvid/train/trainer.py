@@ -60,10 +60,9 @@ class TrainConfig:
             from kvid.models.registry import preset_kwargs
 
             preset_kwargs(self.model, self.preset)  # unknown model or preset: fail now
-        from kvid.data.augment import CROPS
+        from kvid.data.augment import AugmentConfig
 
-        if self.crop not in CROPS:
-            raise ValueError(f"crop must be one of {CROPS}. Received: crop={self.crop!r}")
+        AugmentConfig(crop=self.crop)  # an unknown crop: the same clear error, now
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}. "
                              f"Received: schedule={self.schedule!r}")
