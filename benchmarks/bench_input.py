@@ -50,11 +50,16 @@ from kvid.video import encode_jpeg, iter_frames, resize_frame, window_clips
 from kvid.video.encode import write_video
 
 
+def sample_photo() -> np.ndarray:
+    """RGB uint8 pixels of a real photograph shipped with matplotlib (no download)."""
+    with cbook.get_sample_data("grace_hopper.jpg") as f:
+        return cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+
+
 def photo_videos(root: str, count: int, *, frames: int, size=(240, 320)) -> list[str]:
     """``count`` mp4 camera pans (random zoom and path) over a real photograph, in
     ``root/<class>/`` for 4 classes as ``kvid synth`` lays them out."""
-    with cbook.get_sample_data("grace_hopper.jpg") as f:
-        photo = cv2.imdecode(np.frombuffer(f.read(), np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+    photo = sample_photo()
     rng = np.random.default_rng(0)
     paths = []
     for k in range(count):

@@ -1,8 +1,8 @@
 """In-graph clip augmentation: one random draw per clip, applied to every frame alike.
 
-A crop is a window ``(y, x, h, w)`` in the stored frame's pixels, chosen before decoding, so
-JPEG frames are decoded only inside it (``decode_and_crop_jpeg``) and the same window cuts
-every frame of the clip and its flow. All randomness is stateless from a per-clip seed.
+A crop is a window ``(y, x, h, w)`` in the stored frame's pixels, chosen before decoding (so
+``preprocess.decode_jpegs`` may decode a small window alone), and the same window cuts every
+frame of the clip and its flow. All randomness is stateless from a per-clip seed.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 The per-clip work is one pure function, :func:`preprocess_clip`, with a training branch (random
 temporal position, random crop, flip, jitter) and an evaluation branch (centred clip, the
 center crop of ``decode_frames``/``resize_cover_crop``, which the exported SavedModel calls
-too). Either way JPEG frames are decoded only inside the crop window. Shards, TFX artifacts and
-video files only differ in how a clip dict is made.
+too). Either way the crop window is chosen from the JPEG header, before decoding, so a small
+window is decoded alone. Shards, TFX artifacts and video files only differ in how a clip dict
+is made.
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def _pixels(src: tf.Tensor, channels: int, window: tf.Tensor | None = None) -> t
 
 
 def _center_crop(src: tf.Tensor, channels: int, image_size) -> tf.Tensor:
-    """The serving center crop of one stream, decoded only inside its window."""
+    """The serving center crop of one stream (``decode_frames`` for JPEG frames)."""
     window = preprocess.center_window(*preprocess.frame_size(src), image_size)
     return preprocess.resize_to(_pixels(src, channels, window), image_size)
 

@@ -50,9 +50,24 @@ def test_per_channel_normalization_and_mean_on_clips_of_any_shape():
 def test_center_window_decode_matches_decoding_everything_then_cropping(size):
     jpegs = tf.constant(make_clip(0, "v", frames=3, height=40, width=52).frames)
     whole = resize_cover_crop(decode_jpegs(jpegs), size)
-    # Equal but at the window's edges, where the chroma upsampling sees no pixels beyond it.
+    # Equal but, where the window is decoded alone (20x12: 46% of the frame), at its edges:
+    # there the chroma upsampling sees no pixels beyond it.
     np.testing.assert_allclose(decode_frames(jpegs, size), whole, atol=3)
     assert whole.shape == (3, *size, 3)
+
+
+@pytest.mark.parametrize("window", [(0, 0, 160, 200), (3, 5, 150, 190), (20, 20, 110, 150),
+                                    (30, 30, 100, 160), (37, 50, 64, 80), (16, 32, 48, 64)])
+def test_window_decode_gives_the_window_of_the_whole_frame(window):
+    jpegs = tf.constant(make_clip(0, "v", frames=3, height=160, width=200).frames)
+    y, x, h, w = window
+    whole = decode_jpegs(jpegs).numpy()[:, y:y + h, x:x + w].astype(int)
+    part = decode_jpegs(jpegs, tf.constant(window)).numpy()
+    assert part.shape == (3, h, w, 3) and part.dtype == np.uint8
+    if 2 * h * w > 160 * 200:  # cut from the whole decoded frame
+        np.testing.assert_array_equal(part, whole)
+    else:  # decoded alone: the chroma upsampling at its edges sees no pixels beyond it
+        assert np.abs(part - whole).max() <= 3 and np.abs(part - whole).mean() < 0.5
 
 
 def test_eval_pipeline_gives_the_serving_pixels_for_frames_larger_than_the_input(tmp_path):
