@@ -9,8 +9,9 @@ from kvid.data.preprocess import (IMAGENET_MEAN, IMAGENET_STD, channel_mean, dec
 from data_fixtures import known_frame, make_clip, write_shards
 
 
-def test_decode_frames_same_for_static_and_dynamic_length():
-    jpegs = make_clip(0, "v", frames=3).frames
+@pytest.mark.parametrize("width", [32, 64])  # center window 75% / 38% of the frame
+def test_decode_frames_same_for_static_and_dynamic_length(width):
+    jpegs = make_clip(0, "v", frames=3, height=24, width=width).frames
     static = decode_frames(tf.constant(jpegs), (16, 16))
     dynamic = tf.function(lambda j: decode_frames(j, (16, 16)),
                           input_signature=[tf.TensorSpec([None], tf.string)])(tf.constant(jpegs))
