@@ -21,9 +21,9 @@ default: matplotlib's sample ``grace_hopper.jpg``), whose frames have a real ima
 and so cost what real frames cost to decode, or ``kvid synth`` videos (``synth``), whose
 smooth frames make JPEGs ~2.5x smaller and cheaper to decode while every other step costs
 the same, so the ratios to raw are lower on them. Frames stored larger than the model's
-input (``--stored 128``) let the training crops decode only their window, where raw decodes
-every pixel; frames stored at the input size make the resample of the random resized crop
-the largest cost after decoding.
+input (``--stored 128``) let the fixed-size crop skip the resample and small windows decode
+alone (see bench_window_decode.py), where raw decodes every pixel; in every layout the
+resample of the random resized crop is the largest cost after decoding.
 
 Prints one JSON line. Usage: ``python benchmarks/bench_input.py [--stored 112x112]``.
 """
