@@ -22,9 +22,9 @@ def decode_jpegs(jpegs: tf.Tensor, window: tf.Tensor | None = None) -> tf.Tensor
 
     A window of at most half the frame is decoded alone (``decode_and_crop_jpeg``); a larger
     one is cut from the whole decoded frame, because libjpeg-turbo still entropy-decodes every
-    block and pays extra row work for a window: measured by benchmarks/bench_window_decode.py,
-    a window of 30-50% of the frame decodes 0.7-0.95x as long as the whole frame, one of
-    70-90% 1.1-1.4x.
+    block and pays extra row work for a window: measured by benchmarks/bench_window_decode.py
+    (four runs), a window of 30-50% of the frame mostly decodes in 0.65-0.95x the whole
+    frame's time, one of 70-90% mostly in 1.1-1.4x.
     """
     def each(one):
         n = jpegs.shape[0] if jpegs.shape.rank == 1 else None
