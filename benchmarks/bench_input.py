@@ -8,7 +8,9 @@ second of the process (rates: the best round; ratios to raw: the median over rou
 round's ratio, since the shared machine's speed drifts between rounds):
 
 - raw: read TFRecords, parse, decode all JPEGs, batch (the limit of any reader)
-- train: ``make_dataset(training=True)``: dense sampling, random resized crop, flip
+- train: ``make_dataset(training=True)``: dense sampling, random resized crop, flip (in
+  kvid's native kernel where it is built: kvid/data/native.py)
+- train_tf_ops: the same with ``KVID_NATIVE=0``: crop, resize, flip, normalize in TF ops
 - train_random: the same with C3D/I3D's fixed-size crop at a random place (no resampling)
 - train_gzip: the same as train on gzip shards
 - eval: ``make_dataset(training=False)``: centred clip, center crop
@@ -22,8 +24,9 @@ and so cost what real frames cost to decode, or ``kvid synth`` videos (``synth``
 smooth frames make JPEGs ~2.5x smaller and cheaper to decode while every other step costs
 the same, so the ratios to raw are lower on them. Frames stored larger than the model's
 input (``--stored 128``) let the fixed-size crop skip the resample and small windows decode
-alone (see bench_window_decode.py), where raw decodes every pixel; in every layout the
-resample of the random resized crop is the largest cost after decoding.
+alone (see bench_window_decode.py), where raw decodes every pixel. ``train`` vs
+``train_tf_ops`` is what kvid's native crop kernel (kvid/data/native.py) saves; the JSON's
+``native_crop`` says whether it was built.
 
 Prints one JSON line. Usage: ``python benchmarks/bench_input.py [--stored 112x112]``.
 """
@@ -42,7 +45,7 @@ import tensorflow as tf
 from matplotlib import cbook
 
 from kvid import schema, synth
-from kvid.data import AugmentConfig, dataset_from_videos, make_dataset
+from kvid.data import AugmentConfig, dataset_from_videos, make_dataset, native
 from kvid.data.pipeline import read_records
 from kvid.data.preprocess import decode_jpegs
 from kvid.data.sources import resolve_files
@@ -118,6 +121,21 @@ def raw_dataset(data_dir: str, batch_size: int, clip_frames: int) -> tf.data.Dat
             .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
+def with_tf_ops(make):
+    """``make`` traced with ``KVID_NATIVE=0``: the training crop in TF ops, for comparison."""
+    def made():
+        before = os.environ.get("KVID_NATIVE")
+        os.environ["KVID_NATIVE"] = "0"
+        try:
+            return make()
+        finally:
+            if before is None:
+                del os.environ["KVID_NATIVE"]
+            else:
+                os.environ["KVID_NATIVE"] = before
+    return made
+
+
 def throughput(ds: tf.data.Dataset, batch_size: int, seconds: float,
                warmup: float = 1.0) -> tuple[float, float]:
     """(clips per wall second, clips per CPU second of this process) at steady state.
@@ -150,8 +168,8 @@ def main():
                         help="video frames: pans over a real photo, or kvid synth videos")
     parser.add_argument("--stored", default="128",
                         help="stored frames: short side (ingest --short-side) or HxW (--size)")
-    parser.add_argument("--pipelines", default="raw,train,train_random,train_imagenet,"
-                        "train_jitter,train_gzip,eval,video",
+    parser.add_argument("--pipelines", default="raw,train,train_tf_ops,train_random,"
+                        "train_imagenet,train_jitter,train_gzip,eval,video",
                         help="comma-separated subset to time")
     args = parser.parse_args()
     bs, t, size = args.batch_size, args.clip_frames, args.size
@@ -177,6 +195,8 @@ def main():
         pipelines = {
             "raw": lambda: raw_dataset(data, bs, t),
             "train": lambda: make_dataset(data, "train", training=True, **common),
+            "train_tf_ops": with_tf_ops(
+                lambda: make_dataset(data, "train", training=True, **common)),
             "train_random": lambda: make_dataset(data, "train", training=True, augment="random",
                                                  **common),
             "train_imagenet": lambda: make_dataset(data, "train", training=True,
@@ -206,6 +226,7 @@ def main():
         "clip": f"{t}x{size}x{size}", "jpeg_kb": round(jpeg_kb / 1024, 1),
         "records": clips, "batch_size": bs, "cpu_count": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 1),
+        "native_crop": native.crop_resize_op() is not None,
         **{f"{k}_clips_per_s": round(v, 1) for k, v in wall.items()},
         **{f"{k}_clips_per_cpu_s": round(v, 1) for k, v in cpu.items()},
     }

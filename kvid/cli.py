@@ -23,6 +23,7 @@ VERBS = {
     "demo": "the whole flow on synthetic data: synth, ingest, train, evaluate, export, serve",
     "pipeline": "run or compile the TFX pipeline (pipeline/kvid.py)",
     "models": "list the model zoo",
+    "native": "build the native training-crop kernel now (else built at first use)",
 }
 
 
@@ -196,6 +197,20 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _cmd_native(args) -> int:
+    from kvid.data import native
+
+    if not native.enabled():
+        print("native training crop: off (KVID_NATIVE=0); tf.data uses TF ops")
+        return 0
+    problem = native.problem()
+    if problem:
+        print(f"kvid native: error: {problem}; tf.data uses TF ops (slower)", file=sys.stderr)
+        return 1
+    print(f"native training crop: {native.build()}")
+    return 0
+
+
 def _add_pipeline_args(p):
     sub = p.add_subparsers(dest="pipeline_verb", required=True, metavar="{run,compile}",
                            parser_class=_Parser)
@@ -232,7 +247,8 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
                                 parser_class=_Parser)
     adders = {"synth": _add_synth_args, "train": _add_train_args,
               "evaluate": _add_evaluate_args, "export": _add_export_args,
-              "demo": _add_demo_args, "pipeline": _add_pipeline_args, "models": lambda p: None}
+              "demo": _add_demo_args, "pipeline": _add_pipeline_args, "models": lambda p: None,
+              "native": lambda p: None}
     only = verb
     for verb, help_text in VERBS.items():
         p = sub.add_parser(verb, help=help_text, description=help_text)

@@ -23,3 +23,6 @@ site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purel
 cp kvid/_compat/tfx_bsl_sql_util.py "$site/tfx_bsl/arrow/sql_util.py"
 
 .venv/bin/python -c 'import tensorflow, keras, apache_beam, tfx.v1, tensorflow_model_analysis, av, cv2, kvid; print("kvid stack ok: tf", tensorflow.__version__, "keras", keras.__version__, "tfx", tfx.v1.__version__ if hasattr(tfx.v1, "__version__") else "1.21.0", "beam", apache_beam.__version__)' 2>&1 | grep -v -E '^(WARNING|I0000|E0000|W0000)' | tail -1
+# 4. The native training crop (kvid/data/native.py), built now rather than at the first
+#    make_dataset; without a compiler tf.data falls back to TF ops, so this never fails.
+.venv/bin/kvid native 2>&1 | grep -E '^(native|kvid)' || true

@@ -18,7 +18,7 @@ def test_help_lists_every_verb():
     out = _kvid("--help")
     assert out.returncode == 0
     for verb in ("synth", "ingest", "train", "evaluate", "export", "serve", "predict", "demo",
-                 "pipeline"):
+                 "pipeline", "models", "native"):
         assert verb in out.stdout
     for verb in ("synth", "ingest", "train", "evaluate", "export", "serve", "predict", "demo"):
         sub = _kvid(verb, "--help")
@@ -49,6 +49,23 @@ def test_user_errors_give_one_line_not_a_traceback(tmp_path):
     assert out.stderr.strip().splitlines()[-1].startswith("kvid train: error:")
     bad = _kvid("synth", str(tmp_path / "v"), "--classes", "12")
     assert bad.returncode == 1 and "num_classes" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_native_builds_the_kernel_or_says_why_in_one_line(tmp_path):
+    out = _kvid("native")
+    if out.returncode == 0:  # built (or found in the cache): says where
+        path = out.stdout.strip().split(": ", 1)[1]
+        assert os.path.isfile(path) and path.endswith(".so")
+    else:
+        assert out.returncode == 1 and "Traceback" not in out.stderr
+    env = {**os.environ, "KVID_NATIVE": "0"}
+    off = subprocess.run([KVID, "native"], capture_output=True, text=True, env=env, timeout=600)
+    assert off.returncode == 0 and "off (KVID_NATIVE=0)" in off.stdout
+    env = {**os.environ, "CXX": "false", "KVID_CACHE_DIR": str(tmp_path)}
+    bad = subprocess.run([KVID, "native"], capture_output=True, text=True, env=env, timeout=600)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "kvid native: error: false failed with exit code 1" in bad.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_synth_then_ingest_from_the_cli(tmp_path):

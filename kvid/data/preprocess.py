@@ -138,16 +138,25 @@ def channel_mean(x: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(per_column, axis=0)
 
 
+def normalization_affine(mode: str, channels: int = 3) -> tuple[list[float], list[float]]:
+    """``(scale, offset)`` per channel with ``normalize(x, mode) == x * scale + offset``."""
+    if mode == "unit":
+        return [1 / 255] * channels, [0.0] * channels
+    if mode == "symmetric":
+        return [1 / 127.5] * channels, [-1.0] * channels
+    if mode == "imagenet":
+        if channels != 3:
+            raise ValueError(f"imagenet normalization needs 3 channels. Received: {channels}")
+        return ([1 / (255 * s) for s in IMAGENET_STD],
+                [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)])
+    raise ValueError(f"normalize mode must be one of {NORMALIZATIONS}. Received: mode={mode!r}")
+
+
 def normalize(frames: tf.Tensor, mode: str) -> tf.Tensor:
     """Pixels in [0, 255] -> the range a model's preprocessing expects."""
     # One multiply-add per value (a division costs several times a multiply on CPU).
     x = tf.cast(frames, tf.float32)
-    if mode == "unit":
-        return x * (1 / 255)
-    if mode == "symmetric":
-        return x * (1 / 127.5) - 1.0
-    if mode == "imagenet":
-        scale = [1 / (255 * s) for s in IMAGENET_STD]
-        offset = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]
-        return per_channel_affine(x, scale, offset)
-    raise ValueError(f"normalize mode must be one of {NORMALIZATIONS}. Received: mode={mode!r}")
+    scale, offset = normalization_affine(mode, x.shape[-1] or 3)
+    if len(set(scale)) == 1 and len(set(offset)) == 1:  # scalars: no per-channel tiling
+        return x * scale[0] + offset[0] if offset[0] else x * scale[0]
+    return per_channel_affine(x, scale, offset)
