@@ -5,11 +5,12 @@
 // TF's ResizeBilinear kernel is scalar and needs a float copy of the window first, then a
 // flip and a normalization pass; this one reads the uint8 pixels once, blends each pair of
 // source rows with SIMD, then builds each output row from the blended one with in-register
-// permutes (AVX-512; a scalar loop elsewhere). Built at first use by kvid/data/native.py;
-// the pure-TF ops give the same values (within float rounding).
+// permutes (AVX-512 or AVX2; a scalar loop elsewhere). Built at first use by
+// kvid/data/native.py; the pure-TF ops give the same values (within float rounding).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -67,21 +68,22 @@ void LerpRows(const uint8_t* a, const uint8_t* b, float f, int64_t n, float* out
 }
 
 // How one output row is read from a blended source row: value i blends row[lo[i]] and
-// row[hi[i]] by frac[i], then becomes * scale[i] + offset[i]. Each run of 16 outputs whose
-// sources lie in 32 floats from base[j] is done with two loads and two in-register permutes
-// (AVX-512) instead of 32 scalar loads; base[j] < 0 marks a run that spans more (a scale
-// beyond ~2), done value by value.
+// row[hi[i]] by frac[i], then becomes * scale[i] + offset[i]. With SIMD, each run of `lanes`
+// outputs (16 with AVX-512, 8 with AVX2) whose sources lie in 2 * lanes floats from base[j]
+// takes two loads and in-register permutes instead of 2 * lanes scalar loads; base[j] < 0
+// marks a run that spans more (shrinking by more than ~2, or ~1.3 with AVX2), done value by
+// value, as is everything without SIMD.
 struct ColumnPlan {
+  int64_t lanes = 0;
   std::vector<int32_t> lo, hi, lo_rel, hi_rel, base;
   std::vector<float> frac, scale, offset;
 };
 
-constexpr int64_t kLanes = 16;
-
 ColumnPlan PlanColumns(const std::vector<Tap>& xs, bool flip, int64_t ch, const float* scale,
-                       const float* offset) {
+                       const float* offset, int64_t lanes) {
   const int64_t out_w = static_cast<int64_t>(xs.size()), n = out_w * ch;
   ColumnPlan p;
+  p.lanes = lanes;
   p.lo.resize(n), p.hi.resize(n), p.lo_rel.resize(n), p.hi_rel.resize(n);
   p.frac.resize(n), p.scale.resize(n), p.offset.resize(n);
   for (int64_t x = 0; x < out_w; ++x) {
@@ -95,12 +97,12 @@ ColumnPlan PlanColumns(const std::vector<Tap>& xs, bool flip, int64_t ch, const 
       p.offset[i] = offset[c];
     }
   }
-  for (int64_t i = 0; i + kLanes <= n; i += kLanes) {
-    const int32_t base = *std::min_element(p.lo.begin() + i, p.lo.begin() + i + kLanes);
-    const int32_t top = *std::max_element(p.hi.begin() + i, p.hi.begin() + i + kLanes);
-    const bool fits = top - base < 2 * kLanes;
+  for (int64_t i = 0; lanes > 0 && i + lanes <= n; i += lanes) {
+    const int32_t base = *std::min_element(p.lo.begin() + i, p.lo.begin() + i + lanes);
+    const int32_t top = *std::max_element(p.hi.begin() + i, p.hi.begin() + i + lanes);
+    const bool fits = top - base < 2 * lanes;
     p.base.push_back(fits ? base : -1);
-    for (int64_t k = i; k < i + kLanes; ++k) {
+    for (int64_t k = i; k < i + lanes; ++k) {
       p.lo_rel[k] = fits ? p.lo[k] - base : 0;
       p.hi_rel[k] = fits ? p.hi[k] - base : 0;
     }
@@ -117,18 +119,18 @@ void LerpColumnsScalar(const float* row, const ColumnPlan& p, int64_t begin, int
 }
 
 #ifdef KVID_X86
-// `row` must be readable 2 * kLanes floats past its last value.
+// `row` must be readable 2 * lanes floats past its last value (both SIMD paths).
 __attribute__((target("avx512f")))
 void LerpColumnsAvx512(const float* row, const ColumnPlan& p, float* out) {
   const int64_t n = static_cast<int64_t>(p.lo.size());
   int64_t i = 0;
-  for (int64_t j = 0; i + kLanes <= n; ++j, i += kLanes) {
+  for (int64_t j = 0; i + 16 <= n; ++j, i += 16) {
     if (p.base[j] < 0) {
-      LerpColumnsScalar(row, p, i, i + kLanes, out);
+      LerpColumnsScalar(row, p, i, i + 16, out);
       continue;
     }
     const float* src = row + p.base[j];
-    const __m512 a = _mm512_loadu_ps(src), b = _mm512_loadu_ps(src + kLanes);
+    const __m512 a = _mm512_loadu_ps(src), b = _mm512_loadu_ps(src + 16);
     const __m512 x = _mm512_permutex2var_ps(a, _mm512_loadu_si512(p.lo_rel.data() + i), b);
     const __m512 y = _mm512_permutex2var_ps(a, _mm512_loadu_si512(p.hi_rel.data() + i), b);
     const __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(y, x), _mm512_loadu_ps(p.frac.data() + i), x);
@@ -137,12 +139,52 @@ void LerpColumnsAvx512(const float* row, const ColumnPlan& p, float* out) {
   }
   LerpColumnsScalar(row, p, i, n, out);
 }
+
+// AVX2 has no two-register permute: permute each register, then pick per lane.
+__attribute__((target("avx2,fma")))
+__m256 Pick(__m256 a, __m256 b, const int32_t* rel) {
+  const __m256i idx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rel));
+  const __m256 high = _mm256_castsi256_ps(_mm256_cmpgt_epi32(idx, _mm256_set1_epi32(7)));
+  return _mm256_blendv_ps(_mm256_permutevar8x32_ps(a, idx), _mm256_permutevar8x32_ps(b, idx),
+                          high);
+}
+
+__attribute__((target("avx2,fma")))
+void LerpColumnsAvx2(const float* row, const ColumnPlan& p, float* out) {
+  const int64_t n = static_cast<int64_t>(p.lo.size());
+  int64_t i = 0;
+  for (int64_t j = 0; i + 8 <= n; ++j, i += 8) {
+    if (p.base[j] < 0) {
+      LerpColumnsScalar(row, p, i, i + 8, out);
+      continue;
+    }
+    const float* src = row + p.base[j];
+    const __m256 a = _mm256_loadu_ps(src), b = _mm256_loadu_ps(src + 8);
+    const __m256 x = Pick(a, b, p.lo_rel.data() + i), y = Pick(a, b, p.hi_rel.data() + i);
+    const __m256 v = _mm256_fmadd_ps(_mm256_sub_ps(y, x), _mm256_loadu_ps(p.frac.data() + i), x);
+    _mm256_storeu_ps(out + i, _mm256_fmadd_ps(v, _mm256_loadu_ps(p.scale.data() + i),
+                                              _mm256_loadu_ps(p.offset.data() + i)));
+  }
+  LerpColumnsScalar(row, p, i, n, out);
+}
 #endif
 
-void LerpColumns(const float* row, const ColumnPlan& p, bool simd, float* out) {
+// The widest of AVX-512, AVX2 and scalar that `isa` ("best", "avx2", "scalar") allows and the
+// CPU has: the lanes the column plan is made for (0: scalar).
+int64_t Lanes(const std::string& isa) {
 #ifdef KVID_X86
   static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (simd && avx512) return LerpColumnsAvx512(row, p, out);
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (isa == "best" && avx512) return 16;
+  if (isa != "scalar" && avx2) return 8;
+#endif
+  return 0;
+}
+
+void LerpColumns(const float* row, const ColumnPlan& p, float* out) {
+#ifdef KVID_X86
+  if (p.lanes == 16) return LerpColumnsAvx512(row, p, out);
+  if (p.lanes == 8) return LerpColumnsAvx2(row, p, out);
 #endif
   LerpColumnsScalar(row, p, 0, static_cast<int64_t>(p.lo.size()), out);
 }
@@ -157,7 +199,7 @@ REGISTER_OP("KvidCropResize")
     .Input("offset: float")
     .Attr("height: int")
     .Attr("width: int")
-    .Attr("simd: bool = true")  // false: the portable path only (tests compare the two)
+    .Attr("isa: {'best', 'avx2', 'scalar'} = 'best'")  // tests pin the narrower paths
     .Output("output: float")
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
       tensorflow::shape_inference::ShapeHandle frames;
@@ -174,7 +216,9 @@ class KvidCropResizeOp : public OpKernel {
   explicit KvidCropResizeOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("height", &out_h_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("width", &out_w_));
-    OP_REQUIRES_OK(ctx, ctx->GetAttr("simd", &simd_));
+    std::string isa;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("isa", &isa));
+    lanes_ = Lanes(isa);
     OP_REQUIRES(ctx, out_h_ > 0 && out_w_ > 0,
                 absl::InvalidArgumentError("height and width must be positive"));
   }
@@ -205,20 +249,20 @@ class KvidCropResizeOp : public OpKernel {
 
     const std::vector<Tap> ys = Taps(wh, out_h_);
     const ColumnPlan plan = PlanColumns(Taps(ww, out_w_), flip, ch, scale.flat<float>().data(),
-                                        offset.flat<float>().data());
+                                        offset.flat<float>().data(), lanes_);
     const int64_t n = out_w_ * ch;  // values per output row
     const uint8_t* src = frames.flat<uint8_t>().data();
     float* dst = output->flat<float>().data();
     const int64_t in_row = in_w * ch;
     // Output rows of all frames, split over TF's intra-op threads as its own image ops are.
     auto rows = [&](int64_t begin, int64_t end) {
-      std::vector<float> row(ww * ch + 2 * kLanes, 0.0f);  // + the permutes' over-read
+      std::vector<float> row(ww * ch + 32, 0.0f);  // + the permutes' over-read (2 x 16)
       for (int64_t r = begin; r < end; ++r) {
         const int64_t f = r / out_h_, y = r % out_h_;
         const uint8_t* frame = src + (f * in_h + wy) * in_row + wx * ch;
         LerpRows(frame + ys[y].lo * in_row, frame + ys[y].hi * in_row, ys[y].frac, ww * ch,
                  row.data());
-        LerpColumns(row.data(), plan, simd_, dst + r * n);
+        LerpColumns(row.data(), plan, dst + r * n);
       }
     };
     const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
@@ -228,7 +272,7 @@ class KvidCropResizeOp : public OpKernel {
 
  private:
   int64_t out_h_, out_w_;
-  bool simd_;
+  int64_t lanes_;  // of the SIMD path this kernel takes, 0 for scalar
 };
 
 REGISTER_KERNEL_BUILDER(Name("KvidCropResize").Device(tensorflow::DEVICE_CPU), KvidCropResizeOp);

@@ -116,16 +116,17 @@ def crop_resize_op():
 
 
 def crop_resize(frames: tf.Tensor, window: tf.Tensor, flip, scale, offset,
-                size: tuple[int, int], *, simd: bool = True) -> tf.Tensor:
+                size: tuple[int, int], *, isa: str = "best") -> tf.Tensor:
     """uint8 [T, H, W, C] -> float32 [T, h, w, C]: ``window`` resized to ``size``, mirrored
     if ``flip``, times ``scale`` plus ``offset`` ([C] each). Needs :func:`crop_resize_op`.
 
-    ``simd=False`` keeps to the portable path that CPUs without AVX-512 take.
+    ``isa``: ``"best"`` (AVX-512 where the CPU has it, else AVX2, else scalar), or ``"avx2"``
+    / ``"scalar"`` to pin a narrower path (tests check each against TF).
     """
     op = crop_resize_op()
     if op is None:
         raise RuntimeError("the native crop kernel is unavailable; see kvid.data.native")
     out = op(frames, tf.cast(window, tf.int32), tf.cast(flip, tf.bool),
              tf.cast(scale, tf.float32), tf.cast(offset, tf.float32),
-             height=int(size[0]), width=int(size[1]), simd=simd)
+             height=int(size[0]), width=int(size[1]), isa=isa)
     return tf.ensure_shape(out, [frames.shape[0], int(size[0]), int(size[1]), frames.shape[-1]])

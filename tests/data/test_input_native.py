@@ -29,19 +29,20 @@ def tf_crop_resize(frames, window, flip, size):
 
 
 @pytest.mark.skipif(native.crop_resize_op() is None, reason="native kernel unavailable")
-@pytest.mark.parametrize("simd", [True, False])
+@pytest.mark.parametrize("isa", ["best", "avx2", "scalar"])  # each falls back if the CPU lacks it
 @pytest.mark.parametrize("channels", [3, 2])
-def test_crop_resize_equals_tf_resize_then_flip(channels, simd):
+def test_crop_resize_equals_tf_resize_then_flip(channels, isa):
     frames = np.random.default_rng(0).integers(0, 256, (3, 48, 64, channels), np.uint8)
     ones, zeros = [1.0] * channels, [0.0] * channels
     cases = [((0, 0, 48, 64), False, (48, 64)),   # identity: exact
              ((2, 3, 40, 50), True, (32, 32)),    # downscale
+             ((0, 1, 44, 60), False, (40, 44)),   # shrink x1.4: AVX2 runs partly value by value
              ((5, 9, 12, 10), False, (32, 40)),   # upscale x3-4
              ((0, 0, 48, 64), True, (7, 5)),      # strong downscale: the value-by-value runs
              ((10, 0, 30, 64), True, (30, 64))]   # width unchanged, flipped: exact
     for window, flip, size in cases:
         got = native.crop_resize(tf.constant(frames), window, flip, ones, zeros, size,
-                                 simd=simd).numpy()
+                                 isa=isa).numpy()
         want = tf_crop_resize(frames, window, flip, size)
         assert got.shape == (3, *size, channels) and got.dtype == np.float32
         np.testing.assert_allclose(got, want, atol=1e-3, err_msg=str((window, flip, size)))
