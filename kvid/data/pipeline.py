@@ -140,9 +140,9 @@ def _resize_stream(x: tf.Tensor, stream: str, flip, mode: str | None, image_size
     """A uint8 crop of one stream -> float32 [T, H, W, C]: resized to ``image_size``,
     mirrored if ``flip`` (flow x negated), normalized by ``mode`` (None: left in [0, 255]).
 
-    ``fused``: resample in kvid's native kernel (native.py): the same values as TF's ops in
-    well under half their time. A crop already at the input size still takes TF's ops (a
-    flip and a cast): there they were ~5% faster than the kernel's pass.
+    ``fused``: resample in kvid's native kernel (native.py): the same values as TF's ops
+    (cast, resize, flip, normalize) in under half their time. A crop already at the input
+    size still takes TF's ops (a flip and a cast): there they were ~5% faster.
     """
     def with_tf_ops():
         y = x
