@@ -52,7 +52,8 @@ def test_user_errors_give_one_line_not_a_traceback(tmp_path):
 
 
 def test_native_builds_the_kernel_or_says_why_in_one_line(tmp_path):
-    out = _kvid("native")
+    env = {k: v for k, v in os.environ.items() if k != "KVID_NATIVE"}
+    out = subprocess.run([KVID, "native"], capture_output=True, text=True, env=env, timeout=600)
     if out.returncode == 0:  # built (or found in the cache): says where
         path = out.stdout.strip().split(": ", 1)[1]
         assert os.path.isfile(path) and path.endswith(".so")
