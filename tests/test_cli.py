@@ -52,18 +52,21 @@ def test_user_errors_give_one_line_not_a_traceback(tmp_path):
 
 
 def test_native_builds_the_kernel_or_says_why_in_one_line(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "KVID_NATIVE"}
-    out = subprocess.run([KVID, "native"], capture_output=True, text=True, env=env, timeout=600)
+    plain = {k: v for k, v in os.environ.items() if k != "KVID_NATIVE"}
+
+    def native(**env):
+        return subprocess.run([KVID, "native"], capture_output=True, text=True,
+                              env={**plain, **env}, timeout=600)
+
+    out = native()
     if out.returncode == 0:  # built (or found in the cache): says where
         path = out.stdout.strip().split(": ", 1)[1]
         assert os.path.isfile(path) and path.endswith(".so")
     else:
         assert out.returncode == 1 and "Traceback" not in out.stderr
-    env = {**os.environ, "KVID_NATIVE": "0"}
-    off = subprocess.run([KVID, "native"], capture_output=True, text=True, env=env, timeout=600)
+    off = native(KVID_NATIVE="0")
     assert off.returncode == 0 and "off (KVID_NATIVE=0)" in off.stdout
-    env = {**os.environ, "CXX": "false", "KVID_CACHE_DIR": str(tmp_path)}
-    bad = subprocess.run([KVID, "native"], capture_output=True, text=True, env=env, timeout=600)
+    bad = native(CXX="false", KVID_CACHE_DIR=str(tmp_path))
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert "kvid native: error: false failed with exit code 1" in bad.stderr
     assert list(tmp_path.iterdir()) == []
