@@ -38,6 +38,7 @@ import json
 import os
 import tempfile
 import time
+from unittest import mock
 
 import cv2
 import numpy as np
@@ -124,15 +125,8 @@ def raw_dataset(data_dir: str, batch_size: int, clip_frames: int) -> tf.data.Dat
 def with_tf_ops(make):
     """``make`` traced with ``KVID_NATIVE=0``: the training crop in TF ops, for comparison."""
     def made():
-        before = os.environ.get("KVID_NATIVE")
-        os.environ["KVID_NATIVE"] = "0"
-        try:
+        with mock.patch.dict(os.environ, {"KVID_NATIVE": "0"}):  # restored after tracing
             return make()
-        finally:
-            if before is None:
-                del os.environ["KVID_NATIVE"]
-            else:
-                os.environ["KVID_NATIVE"] = before
     return made
 
 

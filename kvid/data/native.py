@@ -3,12 +3,12 @@
 TF's bilinear resize is a scalar loop over a float copy of the window, and it was the
 largest cost of the training pipeline after JPEG decoding. ``crop_resize.cc`` does the same
 arithmetic straight from the uint8 pixels with SIMD (bench_input.py, default random resized
-crop: 0.69-0.75x the read+decode limit with TF's ops, 0.84-0.87x with the kernel). It is compiled at first use with the
-flags TF gives for custom ops (``tf.sysconfig``), cached per source, TF version and
-compiler, and loaded with ``tf.load_op_library``. Without a C++ compiler, when the build
-fails, or with ``KVID_NATIVE=0``, the pipeline uses the pure-TF ops, which give the same
-values within float rounding. Only tf.data uses it: exported SavedModels hold standard ops
-only, so TF Serving needs nothing extra.
+crop: 0.69-0.75x the read+decode limit with TF's ops, 0.84-0.87x with the kernel). It is
+compiled at first use with the flags TF gives for custom ops (``tf.sysconfig``), cached per
+source, TF version and compiler, and loaded with ``tf.load_op_library``. Without a C++
+compiler, when the build fails, or with ``KVID_NATIVE=0``, the pipeline uses the pure-TF
+ops, which give the same values within float rounding. Only tf.data uses it: exported
+SavedModels hold standard ops only, so TF Serving needs nothing extra.
 
 ``kvid native`` builds it ahead of time (scripts/install.sh does) and says where it is or
 why it is not used.

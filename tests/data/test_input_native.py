@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from kvid.data import AugmentConfig, make_config, make_dataset, native, preprocess_clip
-from kvid.data.preprocess import normalize
+from kvid.data.preprocess import normalization_affine, normalize
 
 from data_fixtures import make_clip
 
@@ -55,8 +55,6 @@ def test_crop_resize_equals_tf_resize_then_flip(channels, isa):
 @pytest.mark.skipif(native.crop_resize_op() is None, reason="native kernel unavailable")
 def test_crop_resize_applies_the_normalization_per_channel():
     frames = np.random.default_rng(1).integers(0, 256, (2, 20, 30, 3), np.uint8)
-    from kvid.data.preprocess import normalization_affine
-
     scale, offset = normalization_affine("imagenet")
     got = native.crop_resize(tf.constant(frames), (1, 2, 17, 25), True, scale, offset, (16, 16))
     want = normalize(tf_crop_resize(frames, (1, 2, 17, 25), True, (16, 16)), "imagenet")
