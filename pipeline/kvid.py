@@ -20,6 +20,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 if getattr(sys.modules.get("kvid"), "__file__", None) == os.path.abspath(__file__):
     del sys.modules["kvid"]
 
+import kvid  # noqa: E402,F401  (first: it sets TensorFlow's CPU options before TF loads)
 from tfx import v1 as tfx  # noqa: E402
 
 from kvid.tfx.config import PipelineConfig, ensure_videos  # noqa: E402
