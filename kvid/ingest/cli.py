@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from typing import Sequence
 
+from kvid.cliargs import (OneLineParser, any_int, fraction, non_negative_int, number_type,
+                          positive_float, positive_int, regex)
 from kvid.ingest import manifests
 from kvid.ingest.config import COMPRESSIONS, FLOW_METHODS, IngestConfig
 from kvid.video.sampling import SHORT_POLICIES
@@ -44,7 +47,8 @@ def _ratios(text: str) -> tuple[tuple[str, float], ...]:
                 raise ValueError("more than three unnamed ratios")
     except ValueError as e:
         raise argparse.ArgumentTypeError(f"bad split ratios {text!r}: {e}") from None
-    if not pairs or any(r < 0 for _, r in pairs) or sum(r for _, r in pairs) <= 0:
+    if (not pairs or not all(math.isfinite(r) and r >= 0 for _, r in pairs)
+            or sum(r for _, r in pairs) <= 0):
         raise argparse.ArgumentTypeError(f"split ratios must be >= 0 with a positive sum: {text!r}")
     return pairs
 
@@ -62,43 +66,51 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         help="manifest format (auto: folder or .csv)")
     parser.add_argument("--labels", help="label map file (one name per line): fixes the label "
                         "order; videos with other labels go to dead letters")
-    parser.add_argument("--group-pattern", action="append", metavar="REGEX",
+    parser.add_argument("--group-pattern", action="append", metavar="REGEX", type=regex,
                         help="regex on the file name whose first group is the video's group "
                         "(repeatable; default: _gNN_, then actorNN, else the video itself)")
     parser.add_argument("--split-files", metavar="DIR",
                         help="ucf101/hmdb51: folder of the official split lists")
     parser.add_argument("--videos", metavar="DIR", help="kinetics: folder of the video files")
-    parser.add_argument("--official-split", type=int, default=1, choices=(1, 2, 3),
+    parser.add_argument("--official-split", type=positive_int, default=1, choices=(1, 2, 3),
                         help="ucf101/hmdb51: which official split")
     parser.add_argument("--protocol", choices=manifests.NTU_PROTOCOLS, default="xsub",
                         help="ntu: cross-subject, cross-view or cross-setup")
-    parser.add_argument("--val-ratio", type=float, default=0.0,
+    parser.add_argument("--val-ratio", type=fraction, default=0.0,
                         help="formats with official train/test only: move this fraction of "
                         "train groups to a val split")
-    parser.add_argument("--fps", type=float, default=d.fps, help="target frame rate (default: source)")
-    parser.add_argument("--clip-frames", type=int, default=d.clip_frames, help="T frames per clip")
-    parser.add_argument("--stride", type=int, default=d.stride, help="frames between clip starts")
-    parser.add_argument("--max-clips", type=int, default=d.max_clips, help="clips per video, spread evenly")
-    parser.add_argument("--segments", type=int, default=d.segments,
+    parser.add_argument("--fps", type=positive_float, default=d.fps,
+                        help="target frame rate (default: source)")
+    parser.add_argument("--clip-frames", type=positive_int, default=d.clip_frames,
+                        help="T frames per clip")
+    parser.add_argument("--stride", type=positive_int, default=d.stride,
+                        help="frames between clip starts")
+    parser.add_argument("--max-clips", type=positive_int, default=d.max_clips,
+                        help="clips per video, spread evenly")
+    parser.add_argument("--segments", type=non_negative_int, default=d.segments,
                         help="TSN: one clip of the center snippet of K segments")
-    parser.add_argument("--snippet", type=int, default=d.snippet, help="TSN: frames per segment")
+    parser.add_argument("--snippet", type=positive_int, default=d.snippet,
+                        help="TSN: frames per segment")
     parser.add_argument("--short-policy", choices=SHORT_POLICIES, default=d.short_policy,
                         help="a video shorter than a clip")
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--short-side", type=int, default=d.short_side, help="resize, keep aspect")
+    size.add_argument("--short-side", type=number_type(integer=True, minimum=8),
+                      default=d.short_side, help="resize, keep aspect")
     size.add_argument("--size", type=_size, default=d.size, help="HxW: resize + center crop")
-    parser.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
+    parser.add_argument("--jpeg-quality", type=number_type(integer=True, minimum=1, maximum=100),
+                        default=d.jpeg_quality)
     parser.add_argument("--flow", choices=FLOW_METHODS, default=d.flow, help="optical flow")
     parser.add_argument("--compression", choices=("none", "gzip"), default="none",
                         help="shard compression (none: gzip reads 4-9x slower for ~20%% smaller)")
     parser.add_argument("--split-ratios", type=_ratios, default=d.split_ratios,
                         help="group-hash split ratios, e.g. train=0.7,val=0.15,test=0.15")
-    parser.add_argument("--seed", type=int, default=d.seed, help="seed of the group hash")
-    parser.add_argument("--workers", type=int, default=d.workers, help="DirectRunner processes")
-    parser.add_argument("--num-shards", type=int, default=d.num_shards,
+    parser.add_argument("--seed", type=any_int, default=d.seed, help="seed of the group hash")
+    parser.add_argument("--workers", type=positive_int, default=d.workers,
+                        help="DirectRunner processes")
+    parser.add_argument("--num-shards", type=non_negative_int, default=d.num_shards,
                         help="shards per split; 0 (default): each worker writes its own "
                              "shards where it decodes, no shuffle of the records")
-    parser.add_argument("--shard-mb", type=float, default=d.shard_mb,
+    parser.add_argument("--shard-mb", type=positive_float, default=d.shard_mb,
                         help="with --num-shards 0, start a new shard after this many MB")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
     return parser
@@ -150,7 +162,7 @@ def _check_pipeline_args(parser: argparse.ArgumentParser, extra: Sequence[str]) 
 def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
     """Runs ``kvid ingest``; ``args`` is argv or a Namespace (Beam options in
     ``args.pipeline_args``). Returns 0 when done, also with dead letters (they are counted)."""
-    parser = configure_parser(argparse.ArgumentParser(prog="kvid ingest"))
+    parser = configure_parser(OneLineParser(prog="kvid ingest"))
     if args is None or not isinstance(args, argparse.Namespace):
         args, extra = parser.parse_known_args(args)
         args.pipeline_args = extra
@@ -167,18 +179,34 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         for noisy in ("apache_beam", "absl"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
-    from kvid.ingest.runner import run_ingest
+    from kvid.ingest.runner import NothingToIngest, run_ingest
 
     try:
         dataset = run_ingest(manifest, args.out, config, pipeline_args, overwrite=args.overwrite)
-    except FileExistsError as e:
+    except (FileExistsError, NothingToIngest) as e:
         parser.error(str(e))
+    print_summary(dataset, args.out, manifest)
+    return 0
+
+
+def print_summary(dataset: dict, out: str, manifest: manifests.Manifest) -> None:
+    """Per split, then what was lost (folders that could not be listed by name, with their
+    label), then what was skipped, and last the totals line, so nothing goes unsaid."""
+    from kvid.ingest.runner import DEAD_LETTERS_JSONL, totals_line
+
     for split, s in dataset["splits"].items():
         print(f"  {split}: {s['num_videos']} videos, {s['num_clips']} clips")
     if dataset["dead_letters"]:
         print(f"  dead letters: {dataset['dead_letters']} {dataset['dead_letter_reasons']} "
-              f"(see {args.out}/dead_letters.jsonl)")
-    return 0
+              f"(see {out}/{DEAD_LETTERS_JSONL})")
+    for d in manifest.dead_letters:
+        if d["reason"] == manifests.UNREADABLE_DIR:
+            label = f" (label {d['label']})" if d.get("label") else ""
+            print(f"  cannot list folder {d['path']}{label}: its videos are not ingested")
+    if dataset["num_skipped"]:
+        print(f"  skipped: {dataset['num_skipped']} {dataset['skipped_reasons']} "
+              f"(listed in {out}/dataset.json, \"skipped\")")
+    print(totals_line(dataset))
 
 
 if __name__ == "__main__":

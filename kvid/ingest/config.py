@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Mapping
 
+from kvid import validate
 from kvid.video.sampling import SHORT_POLICIES
 
 FLOW_METHODS = ("none", "farneback", "dis", "tvl1")
@@ -43,7 +45,7 @@ class IngestConfig:
             object.__setattr__(self, "split_ratios", tuple(self.split_ratios.items()))
         if self.size is not None:
             object.__setattr__(self, "size", tuple(int(v) for v in self.size))
-        _check(self.fps is None or self.fps > 0, "fps must be positive", fps=self.fps)
+        validate.positive("fps", self.fps, optional=True)  # inf would never end a video
         _check(self.clip_frames >= 1, "clip_frames must be >= 1", clip_frames=self.clip_frames)
         _check(self.stride is None or self.stride >= 1, "stride must be >= 1", stride=self.stride)
         _check(self.max_clips is None or self.max_clips >= 1, "max_clips must be >= 1",
@@ -64,11 +66,12 @@ class IngestConfig:
         _check(self.compression in COMPRESSIONS, f"compression must be one of {COMPRESSIONS}",
                compression=self.compression)
         ratios = dict(self.split_ratios)
-        _check(bool(ratios) and all(r >= 0 for r in ratios.values()) and sum(ratios.values()) > 0,
+        _check(bool(ratios) and all(math.isfinite(r) and r >= 0 for r in ratios.values())
+               and sum(ratios.values()) > 0,
                "split_ratios must be >= 0 with a positive sum", split_ratios=ratios)
         _check(self.workers >= 1, "workers must be >= 1", workers=self.workers)
         _check(self.num_shards >= 0, "num_shards must be >= 0", num_shards=self.num_shards)
-        _check(self.shard_mb > 0, "shard_mb must be > 0", shard_mb=self.shard_mb)
+        validate.positive("shard_mb", self.shard_mb)
         _check(self.decode_threads >= 1, "decode_threads must be >= 1",
                decode_threads=self.decode_threads)
 

@@ -2,18 +2,28 @@
 
 Atomic by construction: the pipeline writes into ``<out>/.incomplete-<id>/``; only after it
 has succeeded are the shards moved into place and ``dataset.json`` written, last. An
-interrupted run leaves no shard in ``<out>/<split>/`` and no dataset.json. Paths go through
-Beam's FileSystems, so ``gs://`` outputs work with a remote runner.
+interrupted run leaves no shard in ``<out>/<split>/`` and no dataset.json. A killed run does
+leave its staging folder; the next run into ``<out>`` deletes it, but only once it can prove
+no ingest still writes there: each run holds an exclusive ``flock`` on the lock file in its
+staging folder, which the kernel releases when the process dies. Staging folders it cannot
+prove abandoned (no lock file, no lock support, object stores) are kept and named in a
+warning. Paths go through Beam's FileSystems, so ``gs://`` outputs work with a remote runner.
+
+Every input is accounted for: ``num_inputs = num_videos_with_clips + dead_letters +
+num_skipped`` in dataset.json, checked before anything is published.
 """
 
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import logging
 import os
 import platform
 import posixpath
+import shutil
+import socket
 import time
 import uuid
 from typing import Iterable, Sequence
@@ -37,8 +47,13 @@ DEAD_LETTERS_JSONL = "dead_letters.jsonl"
 SHARD_PREFIX = "clips"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
 _STAGING_PREFIX = ".incomplete-"
+STAGING_LOCK = "kvid-ingest.lock"  # in each staging folder, flock-ed while its run lives
 
 _log = logging.getLogger(__name__)
+
+
+class NothingToIngest(ValueError):
+    """The source holds no video and no dead letter (maybe only skipped entries)."""
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -136,9 +151,9 @@ def _check_output(out_dir: str, overwrite: bool) -> list[str]:
     return existing
 
 
-def _remove_previous(out_dir: str, splits: Iterable[str], keep: str) -> None:
-    """Removes the pieces of an earlier dataset in ``out_dir`` (and stale staging but ``keep``),
-    nothing else."""
+def _remove_previous(out_dir: str, splits: Iterable[str]) -> None:
+    """Removes the pieces of an earlier dataset in ``out_dir``, nothing else (staging folders
+    are :func:`clean_stale_staging`'s, which knows which ones are still in use)."""
     old_splits = set(splits)
     path = _join(out_dir, DATASET_JSON)
     if FileSystems.exists(path):
@@ -147,11 +162,78 @@ def _remove_previous(out_dir: str, splits: Iterable[str], keep: str) -> None:
         except (ValueError, OSError):
             pass
     names = [DATASET_JSON, DEAD_LETTERS_JSONL, *sorted(old_splits)]
-    names += [n for n in _listdir(out_dir)
-              if n.startswith(_STAGING_PREFIX) and n != posixpath.basename(keep.rstrip("/"))]
     doomed = [_join(out_dir, n) for n in names if FileSystems.exists(_join(out_dir, n))]
     if doomed:
         FileSystems.delete(doomed)
+
+
+# ----------------------------------------------------------------------------- staging
+
+
+def _lock_stage(stage: str) -> int | None:
+    """Takes this run's lock in its new staging folder; returns the descriptor to keep open
+    for the whole run (None for object stores, which have no locks).
+
+    The lock is taken on a private name, then renamed into place, so no other run can ever
+    find the lock file unlocked while this one is alive.
+    """
+    if "://" in stage:
+        return None
+    tmp = os.path.join(stage, f".{STAGING_LOCK}.{os.getpid()}")
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:  # a filesystem without locks: the file still says who wrote here
+        _log.warning("ingest: cannot lock %s (%s); a later run will not delete this staging "
+                     "folder if this run is killed", stage, e)
+    started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started": started}).encode())
+    os.rename(tmp, os.path.join(stage, STAGING_LOCK))
+    return fd
+
+
+def clean_stale_staging(out_dir: str) -> list[str]:
+    """Deletes the staging folders of killed runs in ``out_dir``; returns those it kept
+    because it cannot prove them abandoned (also logged as a warning, with their paths).
+
+    A folder is deleted only when its lock file can be locked, i.e. the run that created
+    it is dead; a live run's lock makes it skip the folder silently. No lock file (a run of
+    an older kvid, or one that has just created the folder), no lock support or an object
+    store: kept and named, for the user to delete.
+    """
+    kept = []
+    for name in sorted(n for n in _listdir(out_dir) if n.startswith(_STAGING_PREFIX)):
+        path = _join(out_dir, name)
+        if "://" in path:
+            kept.append(path)
+            continue
+        try:
+            fd = os.open(os.path.join(path, STAGING_LOCK), os.O_RDONLY)
+        except FileNotFoundError:
+            if os.path.isdir(path):  # else deleted meanwhile by another run's cleanup
+                kept.append(path)
+            continue
+        except OSError:
+            kept.append(path)
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a running ingest writes here
+            except OSError:
+                kept.append(path)
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            _log.info("ingest: deleted %s, left by a killed run", path)
+        finally:
+            os.close(fd)
+    if kept:
+        _log.warning("ingest: kept %d staging folder(s) that may belong to a running ingest: "
+                     "%s; delete them once no ingest writes to %s", len(kept),
+                     ", ".join(kept), out_dir)
+    return kept
 
 
 # ----------------------------------------------------------------------------- pipeline
@@ -200,6 +282,12 @@ def _count_keys(video: dict):
     yield ("frames", video["split"], video["label"]), video["frames"]
 
 
+def _dead_letter_keys(dead: dict):
+    yield ("dead_letters", dead["reason"]), 1
+    if dead.get("label") is not None:
+        yield ("dead_letter_labels", dead["label"]), 1
+
+
 def build_pipeline(pipeline: beam.Pipeline, manifest: Manifest, stage: str,
                    config: IngestConfig, splits: Sequence[str]) -> None:
     """Wires the ingest graph: VideosToClips, then per-split shards, dead letters, counts."""
@@ -216,7 +304,7 @@ def build_pipeline(pipeline: beam.Pipeline, manifest: Manifest, stage: str,
     _ = dead | "WriteDeadLetters" >> WriteDeadLetters(_join(stage, DEAD_LETTERS_JSONL))
 
     video_counts = out[VIDEOS] | "VideoCounts" >> beam.FlatMap(_count_keys)
-    dead_counts = dead | "DeadLetterCounts" >> beam.Map(lambda d: (("dead_letters", d["reason"]), 1))
+    dead_counts = dead | "DeadLetterCounts" >> beam.FlatMap(_dead_letter_keys)
     _ = ((video_counts, dead_counts)
          | "AllCounts" >> beam.Flatten()
          | "SumCounts" >> beam.CombinePerKey(sum)
@@ -265,6 +353,41 @@ def library_versions() -> dict[str, str]:
             "opencv": cv2.__version__, "numpy": numpy.__version__}
 
 
+def _by_reason(entries: Iterable[dict]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for e in entries:
+        found[e["reason"]] = found.get(e["reason"], 0) + 1
+    return dict(sorted(found.items()))
+
+
+def input_counts(manifest: Manifest, num_videos_with_clips: int, dead_letter_reasons: dict,
+                 dead_letter_labels: dict) -> dict:
+    """The accounting fields of dataset.json (kvid ingest and the TFX ExampleGen): every input
+    is a video with clips, a dead letter or a skipped entry. Raises RuntimeError when the sum
+    does not hold: something was lost, and publishing a short dataset would hide it."""
+    dead = sum(dead_letter_reasons.values())
+    skipped = [dict(s) for s in manifest.skipped]
+    counts = {
+        "num_inputs": manifest.num_inputs,
+        "num_videos_with_clips": num_videos_with_clips,
+        "dead_letters": dead,
+        "dead_letter_reasons": dict(sorted(dead_letter_reasons.items())),
+        "dead_letter_labels": dict(sorted(dead_letter_labels.items())),
+        "num_skipped": len(skipped),
+        "skipped_reasons": _by_reason(skipped),
+        "skipped": skipped,
+    }
+    if num_videos_with_clips + dead + len(skipped) != manifest.num_inputs:
+        raise RuntimeError(f"ingest lost inputs: {totals_line(counts)} does not add up")
+    return counts
+
+
+def totals_line(dataset: dict) -> str:
+    """``inputs: N = V videos with clips + D dead letters + S skipped``, from dataset.json."""
+    return (f"inputs: {dataset['num_inputs']} = {dataset['num_videos_with_clips']} videos with "
+            f"clips + {dataset['dead_letters']} dead letters + {dataset['num_skipped']} skipped")
+
+
 def _dataset_json(manifest: Manifest, config: IngestConfig, counts: list, shard_paths: dict,
                   counters: dict, source: str, pipeline_args: Sequence[str]) -> dict:
     splits = {}
@@ -279,6 +402,9 @@ def _dataset_json(manifest: Manifest, config: IngestConfig, counts: list, shard_
                          "num_clips": sum(per["clips"].values()),
                          "num_frames_decoded": sum(per["frames"].values())}
     reasons = {key[0]: n for (kind, *key), n in counts if kind == "dead_letters"}
+    dead_labels = {key[0]: n for (kind, *key), n in counts if kind == "dead_letter_labels"}
+    accounting = input_counts(manifest, sum(s["num_videos"] for s in splits.values()),
+                              reasons, dead_labels)
     return {
         "labels": list(manifest.labels),
         "splits": splits,
@@ -289,9 +415,7 @@ def _dataset_json(manifest: Manifest, config: IngestConfig, counts: list, shard_
         "compression": config.compression,
         "flow": config.flow,
         "shards": shard_paths,
-        "num_inputs": len(manifest.items) + len(manifest.dead_letters),
-        "dead_letters": sum(reasons.values()),
-        "dead_letter_reasons": dict(sorted(reasons.items())),
+        **accounting,
         "counters": counters,
         "params": {**config.to_json(), "source": source, "pipeline_args": list(pipeline_args)},
         "versions": library_versions(),
@@ -313,7 +437,9 @@ def run_ingest(
     ``items_or_source``: a :class:`Manifest`, VideoItems, a folder ``root/<label>/...`` or a
     CSV manifest. Items without a split get one by group hash (``config.split_ratios``).
     ``pipeline_args``: Beam options passed through (``--runner``, ``--direct_num_workers``).
-    Raises FileExistsError when ``out_dir`` holds files and ``overwrite`` is False.
+    Staging folders of killed runs in ``out_dir`` are deleted first (:func:`clean_stale_staging`).
+    Raises FileExistsError when ``out_dir`` holds files and ``overwrite`` is False, and
+    NothingToIngest when the source has no video and no dead letter.
     """
     if not isinstance(config, IngestConfig):
         raise ValueError(f"config must be an IngestConfig. Received: {type(config).__name__}")
@@ -323,15 +449,21 @@ def run_ingest(
         else type(items_or_source).__name__
     manifest = as_manifest(items_or_source, labels).with_splits(config.ratios, config.seed)
     if not manifest.items and not manifest.dead_letters:
-        raise ValueError(f"no videos found in {source}")
+        skipped = f" (skipped {len(manifest.skipped)}: {_by_reason(manifest.skipped)})" \
+            if manifest.skipped else ""
+        raise NothingToIngest(f"no videos found in {source}{skipped}")
     out_dir = os.fspath(out_dir)
     _check_output(out_dir, overwrite)
+    clean_stale_staging(out_dir)
     splits = _split_order(manifest.items, config)
     stage = _join(out_dir, _STAGING_PREFIX + uuid.uuid4().hex[:12])
     _mkdirs(stage)
-    _log.info("ingest: %d videos (%d rejected by the manifest), splits %s -> %s",
-              len(manifest.items), len(manifest.dead_letters), splits, out_dir)
+    lock = None
+    _log.info("ingest: %d videos (%d rejected by the manifest, %d skipped), splits %s -> %s",
+              len(manifest.items), len(manifest.dead_letters), len(manifest.skipped), splits,
+              out_dir)
     try:
+        lock = _lock_stage(stage)
         pipeline = beam.Pipeline(options=pipeline_options(pipeline_args, config.workers))
         build_pipeline(pipeline, manifest, stage, config, splits)
         started = time.monotonic()
@@ -342,32 +474,42 @@ def run_ingest(
         counters, busy_s = _metrics(result)
         timing = {"pipeline_s": round(time.monotonic() - started, 3), "busy_s": busy_s}
         counts = json.loads(_read_text(_join(stage, "counts.json")) or "[]")
-        shard_paths = _publish(stage, out_dir, splits, overwrite)
+        shard_paths = _staged_shards(stage, splits)
+        # Built (and the input sum checked) before anything moves into out_dir.
         dataset = _dataset_json(manifest, config, counts, shard_paths, counters, source,
                                 pipeline_args or [])
+        _publish(stage, out_dir, shard_paths, overwrite)
         dataset["timing"] = timing
         _write_text(_join(stage, DATASET_JSON), json.dumps(dataset, indent=2) + "\n")
         _move(_join(stage, DATASET_JSON), _join(out_dir, DATASET_JSON))  # last: the "done" mark
     finally:
         if FileSystems.exists(stage):
             FileSystems.delete([stage])
+        if lock is not None:
+            os.close(lock)  # after the folder is gone: no other run may take it for stale
     _log.info("ingest counters: %s", " ".join(f"{k}={v}" for k, v in counters.items()))
     print("ingest: " + " ".join(f"{k}={v}" for k, v in counters.items())
           + f" dead_letters={dataset['dead_letters']} -> {out_dir}")
     return dataset
 
 
-def _publish(stage: str, out_dir: str, splits: Sequence[str], overwrite: bool) -> dict:
-    """Moves finished shards and dead letters from staging into ``out_dir``."""
-    if overwrite:
-        _remove_previous(out_dir, splits, keep=stage)
+def _staged_shards(stage: str, splits: Sequence[str]) -> dict[str, list[str]]:
+    """``{split: ["<split>/clips-...", ...]}`` of the shards the pipeline wrote in staging."""
     shard_paths = {}
     for split in splits:
         found = FileSystems.match([_join(stage, split, SHARD_PREFIX + "-*")])[0].metadata_list
         names = sorted(posixpath.basename(m.path.replace(os.sep, "/")) for m in found)
-        _mkdirs(_join(out_dir, split))
-        FileSystems.rename([_join(stage, split, n) for n in names],
-                           [_join(out_dir, split, n) for n in names])
         shard_paths[split] = [f"{split}/{n}" for n in names]
-    _move(_join(stage, DEAD_LETTERS_JSONL), _join(out_dir, DEAD_LETTERS_JSONL))
     return shard_paths
+
+
+def _publish(stage: str, out_dir: str, shard_paths: dict[str, list[str]],
+             overwrite: bool) -> None:
+    """Moves finished shards and dead letters from staging into ``out_dir``."""
+    if overwrite:
+        _remove_previous(out_dir, shard_paths)
+    for split, paths in shard_paths.items():
+        _mkdirs(_join(out_dir, split))
+        FileSystems.rename([_join(stage, *p.split("/")) for p in paths],
+                           [_join(out_dir, *p.split("/")) for p in paths])
+    _move(_join(stage, DEAD_LETTERS_JSONL), _join(out_dir, DEAD_LETTERS_JSONL))

@@ -27,7 +27,7 @@ from kvid.video.sampling import TooShortError
 
 NAMESPACE = "kvid.ingest"
 CLIPS = "clips"  # (split, serialized clip record bytes)
-DEAD_LETTERS = "dead_letters"  # {"path", "reason", "error"}
+DEAD_LETTERS = "dead_letters"  # {"path", "reason", "error", "label"}
 VIDEOS = "videos"  # {"split", "label", "clips", "frames"}: one per video that gave clips
 INTERNAL_ERROR = "internal_error"  # dead-letter reason for an unexpected exception
 COUNTER_NAMES = ("videos_ok", "videos_rejected", "clips", "frames")
@@ -96,7 +96,8 @@ class _VideoToClipsFn(beam.DoFn):
 
     def _reject(self, item: VideoItem, reason: str, error: str):
         self._counters["videos_rejected"].inc()
-        return pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(item.path, reason, error))
+        return pvalue.TaggedOutput(DEAD_LETTERS, dead_letter(item.path, reason, error,
+                                                             item.label))
 
     def _progress(self, clips: int, frames: int) -> None:
         self._seen["videos"] += 1
@@ -114,7 +115,7 @@ class VideosToClips(beam.PTransform):
     """PCollection[VideoItem] -> tagged outputs ``clips``, ``dead_letters``, ``videos``.
 
     ``clips``: ``(split, serialized tf.Example)`` per clip (kvid.schema record);
-    ``dead_letters``: ``{"path", "reason", "error"}`` per video that gave no clip;
+    ``dead_letters``: ``{"path", "reason", "error", "label"}`` per video that gave no clip;
     ``videos``: ``{"split", "label", "clips", "frames"}`` per video that did.
     Every input ends in exactly one of ``videos`` or ``dead_letters``.
 
@@ -143,9 +144,10 @@ class VideosToClips(beam.PTransform):
 class ManifestToClips(beam.PTransform):
     """Pipeline root: a :class:`Manifest` -> ``{"clips", "dead_letters", "videos"}``.
 
-    :class:`VideosToClips` over the manifest's items, with the rows the manifest already
-    rejected (missing file, unknown label) added to ``dead_letters``, so inputs = videos +
-    dead letters holds for the whole run. Used by ``kvid ingest`` and the TFX ExampleGen.
+    :class:`VideosToClips` over the manifest's items, with the inputs the manifest already
+    rejected (missing file, unknown label, unreadable folder) added to ``dead_letters``, so
+    inputs = videos + dead letters + the manifest's skipped entries (which never enter the
+    pipeline) holds for the whole run. Used by ``kvid ingest`` and the TFX ExampleGen.
     """
 
     def __init__(self, manifest: Manifest, config: IngestConfig):

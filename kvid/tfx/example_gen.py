@@ -8,11 +8,13 @@ Splits: TFX's own hash partitioning on the ``group`` feature (output_config
 ``partition_feature_name="group"``), so a group never straddles splits. Dead letters go to
 ``<artifact>/DeadLetters/`` and their count is the artifact's ``dead_letters`` custom
 property; ``<artifact>/dataset.json`` carries the label map so the Trainer and tf.data read
-the artifact like ``kvid ingest`` output.
+the artifact like ``kvid ingest`` output, and the same accounting (``num_inputs`` = videos
+with clips + dead letters + skipped, the skipped list), checked the same way.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any
@@ -30,7 +32,8 @@ from tfx.utils import proto_utils
 
 from kvid import schema
 from kvid.ingest import IngestConfig
-from kvid.ingest.runner import as_manifest
+from kvid.ingest.manifests import Manifest
+from kvid.ingest.runner import as_manifest, input_counts
 from kvid.ingest.transforms import CLIPS, DEAD_LETTERS, ManifestToClips, WriteDeadLetters
 
 DEAD_LETTERS_DIR = "DeadLetters"
@@ -75,10 +78,13 @@ def _manifest(exec_properties: dict[str, Any]):
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
 def VideosToExamples(pipeline: beam.Pipeline, exec_properties: dict[str, Any],
-                     split_pattern: str) -> beam.pvalue.PCollection:
-    """All videos of ``input_base`` -> tf.train.Example clip records, which ExampleGen
-    partitions into splits and writes; ``split_pattern`` is "*" (one input split)."""
-    out = pipeline | "ManifestToClips" >> ManifestToClips(_manifest(exec_properties),
+                     split_pattern: str, manifest: Manifest | None = None
+                     ) -> beam.pvalue.PCollection:
+    """All videos of ``input_base`` (or of ``manifest``, read once by the executor) ->
+    tf.train.Example clip records, which ExampleGen partitions into splits and writes;
+    ``split_pattern`` is "*" (one input split)."""
+    manifest = manifest if manifest is not None else _manifest(exec_properties)
+    out = pipeline | "ManifestToClips" >> ManifestToClips(manifest,
                                                           _ingest_config(exec_properties))
     path = exec_properties.get(_DEAD_LETTER_KEY)
     if path:
@@ -110,10 +116,15 @@ def split_counts(uri: str, split: str, labels) -> dict:
 
 
 class VideoExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
-    """ExampleGen executor over raw videos; adds dead letters and the label map."""
+    """ExampleGen executor over raw videos; adds dead letters, the label map and the input
+    accounting. The manifest is read once per run, so what is counted is what was ingested."""
+
+    _manifest: Manifest | None = None
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        return VideosToExamples
+        if self._manifest is None:
+            return VideosToExamples
+        return functools.partial(VideosToExamples, manifest=self._manifest)
 
     def Do(self, input_dict, output_dict, exec_properties):
         examples = artifact_utils.get_single_instance(
@@ -122,16 +133,26 @@ class VideoExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         tf.io.gfile.makedirs(dead_dir)
         props = {**exec_properties,
                  _DEAD_LETTER_KEY: os.path.join(dead_dir, "dead_letters.jsonl")}
+        manifest = self._manifest = _manifest(exec_properties)
         super().Do(input_dict, output_dict, props)
 
-        dead = 0
+        reasons: dict[str, int] = {}
+        dead_labels: dict[str, int] = {}
         for path in tf.io.gfile.glob(os.path.join(dead_dir, "*.jsonl")):
             with tf.io.gfile.GFile(path) as f:
-                dead += sum(1 for line in f if line.strip())
+                for line in f:
+                    if line.strip():
+                        d = json.loads(line)
+                        reasons[d["reason"]] = reasons.get(d["reason"], 0) + 1
+                        if d.get("label") is not None:
+                            dead_labels[d["label"]] = dead_labels.get(d["label"], 0) + 1
+        dead = sum(reasons.values())
         examples.set_int_custom_property("dead_letters", dead)
         config = _ingest_config(exec_properties)
-        manifest = _manifest(exec_properties)
         splits = artifact_utils.decode_split_names(examples.split_names)
+        counts = {s: split_counts(examples.uri, s, manifest.labels) for s in splits}
+        accounting = input_counts(manifest, sum(c["num_videos"] for c in counts.values()),
+                                  reasons, dead_labels)
         info = {
             "labels": list(manifest.labels),
             "clip_frames": config.frames_per_clip,
@@ -140,8 +161,8 @@ class VideoExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
             "short_side": config.short_side,
             "compression": "GZIP",
             "shards": {s: [f"Split-{s}/*"] for s in splits},
-            "splits": {s: split_counts(examples.uri, s, manifest.labels) for s in splits},
-            "dead_letters": dead,
+            "splits": counts,
+            **accounting,
             "params": config.to_json(),
             "source": exec_properties[standard_component_specs.INPUT_BASE_KEY],
         }

@@ -14,6 +14,8 @@ from typing import Iterator
 import av
 import numpy as np
 
+from kvid import validate
+
 # Reasons written to dead letters; stable strings that users can grep and count.
 MISSING_FILE = "missing_file"
 UNREADABLE = "unreadable"  # cannot be read: permission, I/O error
@@ -118,8 +120,10 @@ def iter_frames(
     (``TRUNCATED``) when the frames stop well before the declared duration, so a truncated
     file is never mistaken for a short one.
     """
-    if fps is not None and fps <= 0:
-        raise ValueError(f"fps must be positive. Received: fps={fps}")
+    # Finite values only: at fps=inf every target time is t0 and the repeat loop never ends.
+    validate.positive("fps", fps, optional=True)
+    validate.number("start_sec", start_sec, optional=True)
+    validate.number("end_sec", end_sec, optional=True)
     if start_sec is not None and end_sec is not None and end_sec <= start_sec:
         raise ValueError(f"end_sec must be greater than start_sec. "
                          f"Received: start_sec={start_sec}, end_sec={end_sec}")

@@ -77,7 +77,8 @@ def test_every_input_is_a_clip_source_or_a_dead_letter(bad_run, read_jsonl):
     letters = read_jsonl(os.path.join(out, runner.DEAD_LETTERS_JSONL))
     got = {}
     for d in letters:
-        assert set(d) == {"path", "reason", "error"} and d["error"]
+        assert set(d) == {"path", "reason", "error", "label"} and d["error"]
+        assert d["label"] == ("unlisted" if d["reason"] == "unknown_label" else "ok")
         assert d["path"] not in got  # one dead letter per input
         got[d["path"]] = d["reason"]
     assert got == {p: r for p, r in expected.items() if r is not None}

@@ -44,8 +44,10 @@ def test_bad_flags_exit_with_one_line(tmp_path, capsys, argv, message):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--fps", "-1"], "fps must be positive"),
-    (["--clip-frames", "0"], "clip_frames"),
+    (["--fps", "-1"], "--fps: must be a finite number > 0"),
+    (["--fps", "inf"], "--fps: must be a finite number > 0"),
+    (["--group-pattern", "(["], "--group-pattern: pattern is not a valid regular expression"),
+    (["--clip-frames", "0"], "--clip-frames: must be an integer >= 1"),
     (["--format", "ucf101"], "--split-files"),
     (["--format", "kinetics"], "--videos"),
     (["stray"], "unexpected argument"),
@@ -100,7 +102,8 @@ def test_overwrite_replaces_only_the_dataset(tmp_path, one_video):
     out = tmp_path / "out"
     run_ingest(one_video, str(out), IngestConfig(clip_frames=4, split_ratios={"train": 1}))
     (out / "notes.txt").write_text("mine")
-    os.makedirs(out / ".incomplete-stale" / "train")  # a killed run's leftovers
+    os.makedirs(out / ".incomplete-stale" / "train")  # a killed run's leftovers: its lock
+    os.close(runner._lock_stage(str(out / ".incomplete-stale")))  # file, no longer held
     items = [VideoItem(one_video[0].path, "a", "g", split="test")]
     dataset = run_ingest(items, str(out), IngestConfig(clip_frames=2), overwrite=True)
     assert sorted(os.listdir(out)) == ["dataset.json", "dead_letters.jsonl", "notes.txt", "test"]

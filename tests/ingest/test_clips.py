@@ -39,7 +39,7 @@ def test_windows_with_stride_and_fps(index_video):
     assert frames == 6
     assert [indices(c) for c in clips] == [[0, 5], [5, 10], [10, 15], [15, 20], [20, 25]]
     assert [c.clip_start_frame for c in clips] == [0, 1, 2, 3, 4]
-    assert {(c.label, c.fps, c.video_id, c.group) for c in clips} == {(1, 5.0, "idx", "g")}
+    assert {(c.label, c.fps, c.video_id, c.group) for c in clips} == {(1, 5.0, "idx.mkv", "g")}
 
 
 @pytest.mark.parametrize("policy,expected", [("loop", [0, 10, 20, 0, 10]),

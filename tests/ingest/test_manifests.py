@@ -67,11 +67,12 @@ def test_read_folder_any_depth_groups_and_unknown_labels(tmp_path):
     man = m.read_folder(root, labels=["run", "walk"])
     assert man.labels == ("run", "walk")
     assert [(it.label, it.group, it.video_id) for it in man.items] == [
-        ("run", "03", "run/v_Run_g03_c01"),
-        ("walk", "actor01", "walk/deep/er/walk_actor01_v000"),
-        ("walk", "actor02", "walk/walk_actor02_v001")]
-    assert [(d["reason"], os.path.basename(d["path"])) for d in man.dead_letters] == [
-        ("unknown_label", "x.mkv")]
+        ("run", "03", "run/v_Run_g03_c01.webm"),
+        ("walk", "actor01", "walk/deep/er/walk_actor01_v000.mp4"),
+        ("walk", "actor02", "walk/walk_actor02_v001.AVI")]
+    assert [(d["reason"], os.path.basename(d["path"]), d["label"]) for d in man.dead_letters] \
+        == [("unknown_label", "x.mkv", "jump")]
+    assert man.skipped == ({"path": f"{root}/run/notes.txt", "reason": "not_video_extension"},)
     assert m.read_folder(root).labels == ("jump", "run", "walk")
     with pytest.raises(ValueError, match="directory"):
         m.read_folder(f"{root}/nope")
@@ -92,7 +93,7 @@ def test_read_csv_rows_and_bad_rows(tmp_path):
     man = m.read_csv(str(csv_path), labels=["clap", "wave"])
     assert [(it.label, it.group, it.split, it.start_sec, it.end_sec) for it in man.items] == [
         ("wave", "a", "train", None, None), ("clap", "07", None, 1.5, 3.0)]
-    assert man.items[1].video_id == "b_g07_c1@1.5-3"
+    assert [it.video_id for it in man.items] == ["vids/a.mp4", "vids/b_g07_c1.mp4@1.5-3"]
     assert [d["reason"] for d in man.dead_letters] == [
         "missing_file", "bad_row", "bad_row", "unknown_label"]
     bad = tmp_path / "bad.csv"
@@ -200,6 +201,6 @@ def test_carve_split_moves_whole_groups_from_train(tmp_path):
 
 
 def test_video_item_validation():
-    assert m.VideoItem("/x/clip.mp4", "a", "g").video_id == "clip"
+    assert m.VideoItem("/x/clip.mp4", "a", "g").video_id == "clip.mp4"
     with pytest.raises(ValueError, match="end_sec"):
         m.VideoItem("/x/clip.mp4", "a", "g", start_sec=3, end_sec=1)

@@ -82,8 +82,8 @@ def test_frames_in_records_are_the_resampled_frames(tmp_path, shard_records):
                    key=lambda c: (c.video_id, c.clip_index))
     got = {(c.video_id, c.clip_start_frame): [read_index(decode_jpeg(f)) for f in c.frames]
            for c in clips}
-    assert got == {("idx", 0): [0, 5], ("idx", 2): [10, 15], ("idx", 4): [20, 25],
-                   ("idx", 6): [30, 35], ("ranged", 0): [10, 15], ("ranged", 2): [20, 25]}
+    assert got == {("idx.mp4", 0): [0, 5], ("idx.mp4", 2): [10, 15], ("idx.mp4", 4): [20, 25],
+                   ("idx.mp4", 6): [30, 35], ("ranged", 0): [10, 15], ("ranged", 2): [20, 25]}
     stored = decode_jpeg(clips[0].frames[1]).astype(int)  # within JPEG error of what went in
     expected = resize_frame(written[5], short_side=32).astype(int)
     assert stored.shape == expected.shape == (32, 32, 3)
