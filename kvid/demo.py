@@ -83,7 +83,7 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict:
         data_dir=data, output_dir=run_dir, model=cfg.model, model_kwargs=cfg.model_kwargs,
         epochs=cfg.epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
         flip=False,  # a mirrored move_left is a move_right
-        seed=cfg.seed, verbose=cfg.verbose), info=info)
+        seed=cfg.seed, verbose=cfg.verbose, overwrite=cfg.overwrite), info=info)
     timings["train_s"] = time.perf_counter() - t
 
     t = _step("4/6 evaluate on the test split")
@@ -91,7 +91,7 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict:
     timings["evaluate_s"] = time.perf_counter() - t
 
     t = _step("5/6 export a SavedModel with the serving signatures")
-    export_dir = export_run(run_dir, os.path.join(base, "kvid", "1"))
+    export_dir = export_run(run_dir, os.path.join(base, "kvid", "1"), overwrite=cfg.overwrite)
     timings["export_s"] = time.perf_counter() - t
 
     t = _step("6/6 serve on 127.0.0.1 and predict a held-out clip over REST")

@@ -32,7 +32,7 @@ def test_demo_beats_chance_and_rest_equals_in_process(tmp_path):
 
     again = subprocess.run([KVID, "demo", "--output", str(out)], capture_output=True, text=True,
                            timeout=300)
-    assert again.returncode == 1 and "--overwrite" in again.stderr
+    assert again.returncode == 2 and "--overwrite" in again.stderr
 
     # Model zoo claim (issue 6): the temporal model learns the motion task, a single-frame
     # model on the same data and budget does not (no single frame tells the class).

@@ -17,6 +17,7 @@ For ``"rgb+flow"`` models the normalization names the RGB input's; flow is alway
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -61,6 +62,8 @@ class ModelInfo:
         published_params: published parameter count (None where the paper gives none).
         params_source: where ``published_params`` comes from.
         tiny_input_shape, tiny_kwargs: a configuration small enough for CPU tests.
+        keywords: the builder's keyword arguments where its signature hides them behind
+            ``**kwargs`` (None: read from the signature), so unknown ones are refused by name.
     """
 
     builder: Callable[..., keras.Model]
@@ -76,6 +79,7 @@ class ModelInfo:
     params_source: str = ""
     tiny_input_shape: tuple | dict = (4, 32, 32, 3)
     tiny_kwargs: dict = field(default_factory=dict)
+    keywords: tuple[str, ...] | None = None
 
     def __post_init__(self):
         if self.modality not in MODALITIES:
@@ -89,6 +93,12 @@ _TINY_FUSION = {"width_multiplier": 1 / 16, "fc_units": (16,), "dropout": 0.0}
 _KARPATHY = "Karpathy et al., Large-scale Video Classification with CNNs, CVPR 2014"
 _LRCN = "Donahue et al., Long-term Recurrent Convolutional Networks, CVPR 2015"
 _TWO_STREAM = {"rgb": (2, 32, 32, 3), "flow": (2, 32, 32, 2)}
+# build_model passes these itself; in kwargs they would collide with its own arguments.
+_SET_BY_BUILD_MODEL = ("input_shape", "num_classes")
+# The recurrent variants forward **kwargs to build_recurrent, which fixes the rest.
+_RECURRENT_KEYWORDS = tuple(
+    p for p in inspect.signature(recurrent.build_recurrent).parameters
+    if p not in (*_SET_BY_BUILD_MODEL, "cell", "num_layers", "bidirectional"))
 
 
 def _info(builder, modality, description, paper, reference_input_shape, *, temporal=True,
@@ -127,14 +137,17 @@ MODELS: dict[str, ModelInfo] = {
         fusion.build_multires, "rgb", "Fovea (center, full res) + context (downsampled) towers.",
         _KARPATHY, (10, 178, 178, 3), reference_num_classes=487, tiny_kwargs=_TINY_FUSION),
     "cnn_lstm": _frames_info(recurrent.build_cnn_lstm, "LRCN: per-frame CNN features into an LSTM.",
-                             _LRCN, tiny_kwargs={**_TINY_CNN, "units": 8}),
+                             _LRCN, tiny_kwargs={**_TINY_CNN, "units": 8},
+                             keywords=_RECURRENT_KEYWORDS),
     "cnn_gru": _frames_info(recurrent.build_cnn_gru, "LRCN with a GRU.", _LRCN,
-                            tiny_kwargs={**_TINY_CNN, "units": 8}),
+                            tiny_kwargs={**_TINY_CNN, "units": 8}, keywords=_RECURRENT_KEYWORDS),
     "cnn_bilstm": _frames_info(recurrent.build_cnn_bilstm, "LRCN with a bidirectional LSTM.", _LRCN,
-                               tiny_kwargs={**_TINY_CNN, "units": 8}),
+                               tiny_kwargs={**_TINY_CNN, "units": 8},
+                               keywords=_RECURRENT_KEYWORDS),
     "cnn_stacked_lstm": _frames_info(
         recurrent.build_cnn_stacked_lstm, "Two stacked LSTMs over per-frame CNN features.",
-        "Ng et al., Beyond Short Snippets, CVPR 2015", tiny_kwargs={**_TINY_CNN, "units": 8}),
+        "Ng et al., Beyond Short Snippets, CVPR 2015", tiny_kwargs={**_TINY_CNN, "units": 8},
+        keywords=_RECURRENT_KEYWORDS),
     "lrcn_soft_attention": _frames_info(
         attention.build_lrcn_soft_attention,
         "LSTM with soft attention over the KxK locations of each frame's feature map.",
@@ -254,12 +267,52 @@ def preset_kwargs(name: str, preset: str) -> dict:
     return dict(info.reference_kwargs if preset == "paper" else info.tiny_kwargs)
 
 
-def build_model(name: str, input_shape=None, num_classes: int | None = None, *,
+def builder_keywords(name: str) -> tuple[str, ...] | None:
+    """The keyword arguments ``name``'s builder accepts besides ``input_shape`` and
+    ``num_classes`` (None when its signature has ``**kwargs`` and the registry does not
+    declare them)."""
+    info = get_model_info(name)
+    if info.keywords is not None:
+        return info.keywords
+    params = inspect.signature(info.builder).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return tuple(p.name for p in params
+                 if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                               inspect.Parameter.KEYWORD_ONLY)
+                 and p.name not in _SET_BY_BUILD_MODEL)
+
+
+def check_kwargs(name: str, kwargs) -> dict:
+    """``kwargs`` if ``name``'s builder takes every one of them, else ValueError listing
+    the valid ones: ``--model-args '{"nope": 1}'`` fails before any data is read, in words."""
+    get_model_info(name)
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"model kwargs must be a dict of builder keyword arguments. "
+                         f"Received: kwargs={kwargs!r}")
+    valid = builder_keywords(name)
+    taken = set(_SET_BY_BUILD_MODEL) & set(kwargs)
+    if taken:
+        raise ValueError(f"{', '.join(sorted(taken))} cannot be a model keyword argument: "
+                         "kvid sets it from the data (--clip-frames, --image-size, the "
+                         f"labels). Received: kwargs={kwargs!r}")
+    unknown = sorted(map(str, (k for k in kwargs if valid is not None and k not in valid)))
+    if unknown:
+        raise ValueError(f"Unknown keyword argument{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(unknown)} for model {name!r}. Valid keyword arguments: "
+                         f"{', '.join(valid)}. Received: kwargs={kwargs!r}")
+    return kwargs
+
+
+def build_model(name: str, /, input_shape=None, num_classes: int | None = None, *,
                 preset: str | None = None, **kwargs) -> keras.Model:
     """Builds the registered model ``name`` (uncompiled, returns logits).
 
     ``input_shape`` and ``num_classes`` default to the paper's reference configuration.
     ``preset`` (``"paper"`` or ``"tiny"``) fills builder kwargs; explicit kwargs win.
+    Unknown kwargs, or values of the wrong type (a builder's TypeError), raise ValueError
+    naming the builder's valid keyword arguments. ``name`` is positional-only, so a builder's
+    own ``name`` keyword (the Keras model's name) reaches the builder.
 
     Example:
         >>> model = build_model("cnn_gru", input_shape=(8, 64, 64, 3), num_classes=4)
@@ -274,4 +327,12 @@ def build_model(name: str, input_shape=None, num_classes: int | None = None, *,
         kwargs = {**info.reference_kwargs, **kwargs}
     if num_classes is None:
         num_classes = info.reference_num_classes
-    return info.builder(input_shape=input_shape, num_classes=num_classes, **kwargs)
+    check_kwargs(name, kwargs)
+    try:
+        return info.builder(input_shape=input_shape, num_classes=num_classes, **kwargs)
+    except TypeError as e:  # a value of the wrong type deep in a layer: say which arguments
+        valid = builder_keywords(name)
+        raise ValueError(f"Model {name!r} could not be built with these keyword arguments "
+                         f"({e}). Valid keyword arguments: "
+                         f"{', '.join(valid) if valid is not None else 'see its builder'}. "
+                         f"Received: kwargs={kwargs!r}") from e

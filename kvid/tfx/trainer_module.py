@@ -23,13 +23,17 @@ def examples_root(file_patterns) -> str:
 def run_fn(fn_args) -> None:
     custom = dict(fn_args.custom_config or {})
     data_dir = examples_root(fn_args.train_files)
+    # Both output folders are this execution's artifacts: what a failed earlier attempt of
+    # it left there is replaced (unless the custom config asks to resume that attempt).
+    resume = bool(custom.get("resume"))
     config = config_from_dict({
         **custom, "data_dir": data_dir, "output_dir": fn_args.model_run_dir,
         "train_split": "train", "val_split": "eval", "verbose": 2,
+        "resume": resume, "overwrite": not resume,
     })
     result = train(config)
     export_saved_model(
         result.model, fn_args.serving_model_dir, labels=result.labels,
         clip_frames=result.clip_frames, image_size=result.image_size,
         normalization=result.normalization, model_name=custom.get("model_name", "kvid"),
-        extra_metadata={"model": config.model, "fps": result.fps})
+        extra_metadata={"model": config.model, "fps": result.fps}, overwrite=True)

@@ -84,10 +84,11 @@ def evaluate_run(run_dir: str, *, data_dir: str | None = None, split: str = "tes
     """
     from kvid.data import make_dataset, make_eval_views, predict_video_scores
     from kvid.train.runs import load_run
+    from kvid.train.trainer import RunPaths
 
     run = load_run(run_dir)
     data_dir = data_dir or run.config.data_dir
-    output_dir = output_dir or os.path.join(run_dir, f"eval-{split}")
+    output_dir = output_dir or RunPaths(run_dir).evaluation(split)
     common = dict(clip_frames=run.clip_frames, image_size=run.image_size,
                   normalize=run.normalization, sampling=run.config.sampling)
     clips = make_dataset(data_dir, split, batch_size=batch_size, training=False, **common)

@@ -11,6 +11,11 @@ All three return ``probabilities`` [batch, C], and the top-k ``classes``, ``labe
 ``assets/kvid.json``, and TF Serving warm-up requests as
 ``assets.extra/tf_serving_warmup_requests``.
 
+A version folder may be watched by a running server (TF Serving, ``kvid serve``), so an
+export never writes into it: the SavedModel is written to a hidden sibling
+(``.<version>.tmp-XXXX``, which no server takes for a version: they load numeric names
+only) and renamed into place; an existing version is replaced only with ``overwrite``.
+
 A fourth signature, ``kvid_metadata``, answers the same preprocessing JSON (label map, clip
 frames, image size, normalization, fps) through the serving API itself, because TF
 Serving's metadata endpoint exposes signatures but not assets: ``request`` string [batch]
@@ -38,6 +43,44 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 PREPROCESSING_FILE = "kvid.json"
 
 
+def check_export_dir(export_dir: str, overwrite: bool = False) -> None:
+    """Refuses a non-empty ``export_dir`` unless ``overwrite``: it may be a served version."""
+    if os.path.lexists(export_dir) and not os.path.isdir(export_dir):
+        raise NotADirectoryError(f"export folder {export_dir} is a file")
+    if os.path.isdir(export_dir) and os.listdir(export_dir) and not overwrite:
+        raise FileExistsError(f"{export_dir} already holds a model (a served version?); pass "
+                              "--overwrite to replace it or export to a new version folder.")
+
+
+def _check_top_k(top_k: int | None, num_classes: int) -> int:
+    """The top-k size: ``top_k`` if 1 <= top_k <= classes; None gives min(5, classes)."""
+    from kvid import validate
+
+    if top_k is None:
+        return min(5, num_classes)
+    validate.positive("top_k", top_k, integer=True)
+    if top_k > num_classes:
+        raise ValueError(f"top_k (--top-k) must be at most the number of classes "
+                         f"({num_classes}). Received: top_k={top_k}")
+    return int(top_k)
+
+
+def _swap_in(new: str, export_dir: str, aside: str, overwrite: bool) -> None:
+    """Renames ``new`` to ``export_dir``; an existing one is first renamed to ``aside`` (a
+    hidden path the caller deletes), so ``export_dir`` is never a half-written model."""
+    check_export_dir(export_dir, overwrite)  # again: another process may have written it
+    moved = False
+    if os.path.lexists(export_dir):
+        os.rename(export_dir, aside)
+        moved = True
+    try:
+        os.rename(new, export_dir)
+    except BaseException:
+        if moved:
+            os.rename(aside, export_dir)  # keep serving the old version
+        raise
+
+
 def _center_window(frames: tf.Tensor, length: int) -> tf.Tensor:
     """The centered ``length`` frames of a clip (looped when the clip is shorter)."""
     n = tf.shape(frames)[0]
@@ -53,23 +96,30 @@ def export_saved_model(
     clip_frames: int,
     image_size: tuple[int, int],
     normalization: str,
-    top_k: int = 5,
+    top_k: int | None = None,
     model_name: str = "kvid",
     warmup_frames: Sequence[bytes] | None = None,
     extra_metadata: dict | None = None,
+    overwrite: bool = False,
 ) -> str:
-    """Writes the SavedModel to ``export_dir`` (atomically: temp dir, then rename).
+    """Writes the SavedModel to ``export_dir`` atomically: a hidden temp folder beside it,
+    then a rename, so a server watching the parent never loads half a SavedModel.
 
-    ``warmup_frames``: T JPEG frames of one real clip for the TF Serving warm-up records
-    (a gray clip is used when not given). Returns ``export_dir``.
+    ``top_k``: classes in the top-k outputs, at most the number of labels (default: 5, or
+    all of them if fewer). A non-empty ``export_dir`` raises FileExistsError unless
+    ``overwrite``; then the old folder is renamed aside, the new one renamed in, and the old
+    one deleted. ``warmup_frames``: T JPEG frames of one real clip for the TF Serving warm-up
+    records (a gray clip is used when not given). Returns ``export_dir``.
     """
     labels = [str(x) for x in labels]
     if model.outputs[0].shape[-1] != len(labels):
         raise ValueError(f"The model has {model.outputs[0].shape[-1]} outputs but "
                          f"{len(labels)} labels were given.")
+    k = _check_top_k(top_k, len(labels))
+    export_dir = os.path.normpath(export_dir)
+    check_export_dir(export_dir, overwrite)
     h, w = int(image_size[0]), int(image_size[1])
     t = int(clip_frames)
-    k = min(int(top_k), len(labels))
     label_table = tf.constant(labels)
 
     def outputs_from_pixels(pixels):
@@ -112,7 +162,8 @@ def export_saved_model(
 
     parent = os.path.dirname(os.path.abspath(export_dir))
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    # Hidden and non-numeric: TF Serving and kvid serve never take it for a version.
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.tmp-", dir=parent)
     try:
         asset_dir = os.path.join(tmp, "_assets_src")
         os.makedirs(asset_dir)
@@ -145,10 +196,8 @@ def export_saved_model(
         out = os.path.join(tmp, "model")
         tf.saved_model.save(root, out, signatures=signatures)
         _write_warmup(out, model_name, warmup_frames or _gray_clip(t, h, w))
-        if os.path.exists(export_dir):
-            shutil.rmtree(export_dir)
-        os.replace(out, export_dir)
-    finally:
+        _swap_in(out, export_dir, os.path.join(tmp, "replaced"), overwrite)
+    finally:  # the temp folder, and the replaced version if there was one
         shutil.rmtree(tmp, ignore_errors=True)
     return export_dir
 

@@ -26,8 +26,10 @@ def plot_training_curves(csv_log: str, path: str) -> str:
     axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("loss", "accuracy")):
         for key, style in ((metric, "-"), (f"val_{metric}", "--")):
-            if key in rows[0]:
-                ax.plot(epochs, [float(r[key]) for r in rows], style, marker="o", label=key)
+            # CSVLogger writes val_* columns of "NA" when a run has no validation data.
+            values = [_number(r.get(key)) for r in rows]
+            if not all(np.isnan(values)):
+                ax.plot(epochs, values, style, marker="o", label=key)
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.grid(alpha=0.3)
@@ -35,6 +37,13 @@ def plot_training_curves(csv_log: str, path: str) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
+
+
+def _number(text: str | None) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def plot_confusion_matrix(matrix: np.ndarray, labels: Sequence[str], path: str,

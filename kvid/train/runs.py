@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from kvid import schema
-from kvid.train.export import export_saved_model
+from kvid.train.export import check_export_dir, export_saved_model
 from kvid.train.trainer import RunPaths, TrainConfig, load_run_config, resolve_input
 
 
@@ -64,7 +64,11 @@ def first_clip(data_dir: str, split: str = "test") -> schema.Clip | None:
 
 
 def export_run(run_dir: str, export_dir: str, *, weights: str = "best",
-               model_name: str = "kvid", top_k: int = 5) -> str:
+               model_name: str = "kvid", top_k: int | None = None,
+               overwrite: bool = False) -> str:
+    """Exports a run's model (see :func:`export_saved_model`): an existing non-empty
+    ``export_dir`` is refused unless ``overwrite``, before the model is loaded."""
+    check_export_dir(export_dir, overwrite)
     run = load_run(run_dir, weights)
     clip = first_clip(run.config.data_dir)  # a real clip makes a realistic warm-up request
     warmup = None
@@ -73,5 +77,5 @@ def export_run(run_dir: str, export_dir: str, *, weights: str = "best",
     return export_saved_model(
         run.model, export_dir, labels=run.labels, clip_frames=run.clip_frames,
         image_size=run.image_size, normalization=run.normalization, top_k=top_k,
-        model_name=model_name, warmup_frames=warmup,
+        model_name=model_name, warmup_frames=warmup, overwrite=overwrite,
         extra_metadata={"model": run.config.model, "fps": run.info.get("fps")})

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 from typing import Any, Sequence
 
 import keras
@@ -23,7 +24,11 @@ SCHEDULES = ("constant", "cosine", "step", "multigrid")
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run depends on; saved as ``config.json`` beside the run."""
+    """Everything a training run depends on; saved as ``config.json`` beside the run.
+
+    ``output_dir`` must not hold a run already: ``resume=True`` continues an interrupted one
+    (same model and input), ``overwrite=True`` replaces it.
+    """
 
     data_dir: str
     output_dir: str
@@ -46,6 +51,7 @@ class TrainConfig:
     mixed_precision: bool = False
     pretrained: str | None = None
     resume: bool = False
+    overwrite: bool = False  # replace a run already in output_dir (else FileExistsError)
     seed: int = 0
     train_split: str = "train"
     val_split: str | None = "val"
@@ -53,13 +59,15 @@ class TrainConfig:
     verbose: int | str = "auto"
 
     def __post_init__(self):
+        from kvid import validate
+        from kvid.models.registry import check_kwargs, preset_kwargs
+
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}. "
                              f"Received: optimizer={self.optimizer!r}")
         if self.preset is not None:
-            from kvid.models.registry import preset_kwargs
-
             preset_kwargs(self.model, self.preset)  # unknown model or preset: fail now
+        check_kwargs(self.model, self.model_kwargs)  # unknown builder arguments: fail now
         from kvid.data.augment import AugmentConfig
 
         AugmentConfig(crop=self.crop)  # an unknown crop: the same clear error, now
@@ -67,16 +75,30 @@ class TrainConfig:
             raise ValueError(f"schedule must be one of {SCHEDULES}. "
                              f"Received: schedule={self.schedule!r}")
         for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1. Received: {name}={getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0. Received: {self.learning_rate}")
-        if not 0 <= self.label_smoothing < 1:
+            validate.positive(name, getattr(self, name), integer=True)
+        for name in ("clip_frames", "image_size", "steps_per_epoch"):
+            validate.positive(name, getattr(self, name), integer=True, optional=True)
+        validate.positive("learning_rate", self.learning_rate)
+        validate.non_negative("warmup_epochs", self.warmup_epochs)
+        validate.non_negative("weight_decay", self.weight_decay)
+        if validate.non_negative("label_smoothing", self.label_smoothing) >= 1:
             raise ValueError(f"label_smoothing must be in [0, 1). "
-                             f"Received: {self.label_smoothing}")
+                             f"Received: label_smoothing={self.label_smoothing!r}")
+        validate.number("seed", self.seed, integer=True)
+        if self.resume and self.overwrite:
+            raise ValueError("resume (--resume) continues the run in output_dir and overwrite "
+                             "(--overwrite) replaces it: give one of them. "
+                             f"Received: resume=True, overwrite=True")
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
+
+    def builder_kwargs(self) -> dict:
+        """The builder kwargs the model is built with: the preset's, then model_kwargs."""
+        from kvid.models.registry import preset_kwargs
+
+        preset = preset_kwargs(self.model, self.preset) if self.preset else {}
+        return {**preset, **self.model_kwargs}
 
 
 @dataclasses.dataclass
@@ -93,7 +115,12 @@ class TrainResult:
 
 
 class RunPaths:
-    """Where a run writes its files (one place, so CLI, evaluate and TFX agree)."""
+    """Where a run writes its files (one place, so CLI, evaluate and TFX agree).
+
+    A folder holds a run when any of :attr:`markers` exists there: ``config.json`` is
+    written first, then logs and checkpoints. A run is unfinished while ``backup/`` holds
+    a checkpoint (``BackupAndRestore`` deletes it once the last epoch is done).
+    """
 
     def __init__(self, output_dir: str):
         self.root = output_dir
@@ -105,13 +132,110 @@ class RunPaths:
         self.config = os.path.join(output_dir, "config.json")
         self.curves = os.path.join(output_dir, "training_curves.png")
 
+    @property
+    def markers(self) -> tuple[str, ...]:
+        return (self.config, self.best, self.last, self.csv_log, self.backup)
+
+    def evaluation(self, split: str) -> str:
+        """``kvid evaluate``'s default output folder for ``split``."""
+        return os.path.join(self.root, f"eval-{split}")
+
+    def found(self) -> list[str]:
+        """Names of the run files in the folder (empty: no run there)."""
+        return [os.path.basename(p) for p in self.markers
+                if os.path.isfile(p) or (os.path.isdir(p) and os.listdir(p))]
+
+    def has_backup(self) -> bool:
+        return os.path.isdir(self.backup) and bool(os.listdir(self.backup))
+
+    def owned(self) -> list[str]:
+        """Every path a run and its default evaluations wrote (what --overwrite removes)."""
+        own = [*self.markers, self.tensorboard, self.curves]
+        if os.path.isdir(self.root):
+            own += [os.path.join(self.root, n) for n in sorted(os.listdir(self.root))
+                    if n.startswith("eval-")
+                    and os.path.isfile(os.path.join(self.root, n, "report.json"))]
+        return [p for p in own if os.path.lexists(p)]
+
+    def clear(self) -> None:
+        """Removes what an earlier run wrote here, nothing else."""
+        for path in self.owned():
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+
+
+def check_output(config: TrainConfig, paths: RunPaths) -> bool:
+    """Refuses to train over an existing run unless resuming or overwriting, before anything
+    in the folder is touched. Returns whether training continues from ``backup/``."""
+    if os.path.exists(paths.root) and not os.path.isdir(paths.root):
+        raise NotADirectoryError(f"output {paths.root} is a file, not a run folder")
+    found, has_backup = paths.found(), paths.has_backup()
+    if config.resume:
+        if os.path.exists(paths.last) and not has_backup:
+            raise FileExistsError(
+                f"{paths.root} holds a finished run: nothing to resume (no backup/); pass "
+                "--overwrite to train it again or choose another --output.")
+        return has_backup
+    if found and not config.overwrite:
+        if has_backup:
+            raise FileExistsError(
+                f"{paths.root} holds an unfinished run; pass --resume to continue it, "
+                "--overwrite to start it again, or choose another --output.")
+        raise FileExistsError(
+            f"{paths.root} already holds a run ({', '.join(found)}); pass --overwrite to "
+            "replace it or choose another --output (--resume continues an interrupted run).")
+    return False
+
+
+# What the backup checkpoint's weights depend on: a resumed run must build the same model.
+_RESUME_KEYS = {"model": "model", "builder_kwargs": "model kwargs (--preset + --model-args)",
+                "clip_frames": "clip_frames", "image_size": "image_size"}
+
+
+def _checkpoint_settings(config: TrainConfig, info: dict) -> dict:
+    stored = info.get("image_size") or [None, None]
+    values = {"model": config.model, "builder_kwargs": config.builder_kwargs(),
+              "clip_frames": config.clip_frames or info.get("clip_frames"),
+              "image_size": config.image_size or stored[0]}
+    # Through JSON, as config.json holds them: tuples and lists compare equal.
+    return json.loads(json.dumps(values, sort_keys=True, default=repr))
+
+
+def check_resumable(config: TrainConfig, paths: RunPaths, info: dict) -> None:
+    """Refuses ``--resume`` with settings the run's checkpoint was not made with."""
+    if not os.path.exists(paths.config):
+        return
+    try:
+        old = load_run_config(paths.root)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{paths.config} cannot be read ({e}); pass --overwrite to start "
+                         "the run again.") from None
+    before, now = _checkpoint_settings(old, info), _checkpoint_settings(config, info)
+    changed = [k for k in _RESUME_KEYS if before[k] != now[k]]
+    if changed:
+        diff = "; ".join(f"{_RESUME_KEYS[k]}: {before[k]!r} in the run, {now[k]!r} now"
+                         for k in changed)
+        raise ValueError(f"--resume needs the settings {paths.root} was trained with ({diff}); "
+                         "give the same ones, --overwrite to start again, or another --output.")
+
 
 def resolve_input(config: TrainConfig, info: dict) -> tuple[int, tuple[int, int], str]:
     """The clip length, frame size and normalization a run uses (flags over dataset.json)."""
     from kvid.models.registry import get_model_info
 
     model_info = get_model_info(config.model)
-    clip_frames = int(config.clip_frames or info["clip_frames"])
+    stored = info.get("clip_frames")
+    if config.clip_frames and stored and config.clip_frames > int(stored):
+        # Clips are stored as fixed windows of `stored` frames and sampled inside them; a
+        # longer clip would repeat frames (the sampler loops), not see more of the video.
+        raise ValueError(f"clip_frames (--clip-frames) {config.clip_frames} is longer than the "
+                         f"stored clips of {stored} frames (dataset.json): ingest longer clips "
+                         f"or give at most {stored}. Received: clip_frames={config.clip_frames}")
+    if not (config.clip_frames or stored):
+        raise ValueError("dataset.json gives no clip_frames: give --clip-frames.")
+    clip_frames = int(config.clip_frames or stored)
     if config.image_size:
         size = (int(config.image_size), int(config.image_size))
     elif info.get("image_size"):
@@ -204,42 +328,47 @@ def _labels_per_step(ds, steps: int):
 
 def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Callback] = (),
           info: dict | None = None) -> TrainResult:
-    """Trains per ``config``; a killed run started again with ``resume=True`` continues."""
+    """Trains per ``config``; a killed run started again with ``resume=True`` continues.
+
+    Every check (the output folder, resume compatibility, input sizes, the model's
+    arguments) runs before the folder is touched, so a refused run leaves it as it was.
+    """
     from kvid.data import load_dataset_info
     from kvid.models.registry import build_model
 
     paths = RunPaths(config.output_dir)
+    resuming = check_output(config, paths)
     info = info or load_dataset_info(config.data_dir)
     labels = list(info["labels"])
-    has_backup = os.path.isdir(paths.backup) and os.listdir(paths.backup)
-    if has_backup and not config.resume:
-        raise FileExistsError(
-            f"{config.output_dir} holds an unfinished run; pass --resume to continue it or "
-            "choose another --output.")
-    os.makedirs(config.output_dir, exist_ok=True)
-    with open(paths.config, "w") as f:
-        json.dump(config.to_json(), f, indent=2)
+    if config.resume:
+        check_resumable(config, paths, info)
+    clip_frames, image_size, normalization = resolve_input(config, info)
+    num_train = info.get("splits", {}).get(config.train_split, {}).get("num_clips")
+    steps = config.steps_per_epoch or (math.ceil(num_train / config.batch_size)
+                                       if num_train else 100)
 
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         # float16 on GPU; TF has no float16 MaxPool3D kernel on CPU, bfloat16 works there.
         gpu = bool(tf.config.list_physical_devices("GPU"))
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
-    clip_frames, image_size, normalization = resolve_input(config, info)
-    train_ds, val_ds = _datasets(config, info, clip_frames, image_size, normalization)
-    num_train = info.get("splits", {}).get(config.train_split, {}).get("num_clips")
-    steps = config.steps_per_epoch or (math.ceil(num_train / config.batch_size)
-                                       if num_train else 100)
-    if config.steps_per_epoch:
-        train_ds = train_ds.repeat()
-
-    with _strategy().scope():
+    with _strategy().scope():  # built before any data is read: bad builder arguments fail now
         model = build_model(config.model, input_shape=(clip_frames, *image_size, 3),
                             num_classes=len(labels), preset=config.preset,
                             **config.model_kwargs)
         if config.pretrained:
             model.load_weights(config.pretrained, skip_mismatch=True)
         compile_model(model, config, len(labels), steps)
+
+    if config.overwrite or (config.resume and not resuming):  # nothing old may mix in
+        paths.clear()
+    os.makedirs(config.output_dir, exist_ok=True)
+    with open(paths.config, "w") as f:
+        json.dump(config.to_json(), f, indent=2)
+
+    train_ds, val_ds = _datasets(config, info, clip_frames, image_size, normalization)
+    if config.steps_per_epoch:
+        train_ds = train_ds.repeat()
     if len(model.outputs[0].shape) == 3:  # per-step logits (LRCN): the loss at every step
         train_ds, val_ds = (_labels_per_step(ds, model.outputs[0].shape[1])
                             for ds in (train_ds, val_ds))
@@ -250,7 +379,7 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
                                          delete_checkpoint=True),
         keras.callbacks.ModelCheckpoint(paths.best, monitor=monitor, mode="max",
                                         save_best_only=True),
-        keras.callbacks.CSVLogger(paths.csv_log, append=bool(has_backup)),
+        keras.callbacks.CSVLogger(paths.csv_log, append=resuming),
         keras.callbacks.TensorBoard(paths.tensorboard),
         *extra_callbacks,
     ]

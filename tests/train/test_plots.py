@@ -104,3 +104,17 @@ def test_pngs_are_written_at_their_size(drawn, name):
         assert img.format == "PNG"
         img.load()  # decodes every chunk: a truncated or corrupt file raises here
         assert img.size == EXPECTED_SIZES[name], (name, img.size)
+
+
+def test_curves_of_a_run_without_validation_data(tmp_path):
+    """Keras' CSVLogger writes val_* columns of "NA" when fit has no validation data (a
+    split without val, or TFX's layout read as kvid's): the curves are still drawn."""
+    from kvid.train.plots import plot_training_curves
+
+    log = tmp_path / "train_log.csv"
+    log.write_text("epoch,accuracy,loss,top5,val_accuracy,val_loss,val_top5\n"
+                   "0,0.3,1.1,1.0,NA,NA,NA\n1,0.4,1.0,1.0,NA,NA,NA\n")
+    path = plot_training_curves(str(log), str(tmp_path / "curves.png"))
+    with Image.open(path) as img:
+        img.load()
+        assert img.size == EXPECTED_SIZES["curves"]

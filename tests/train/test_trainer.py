@@ -72,7 +72,7 @@ def test_killed_training_resumes_where_it_stopped(tiny_data, tmp_path):
     assert done in (1, 2)
 
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 1 and "--resume" in again.stderr  # refuses to restart silently
+    assert again.returncode == 2 and "--resume" in again.stderr  # refuses to restart silently
 
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
