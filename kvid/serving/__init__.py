@@ -14,7 +14,7 @@ _EXPORTS = {
     "ServingError": "kvid.serving.errors",
     "Server": "kvid.serving.server",
     "start_server": "kvid.serving.server",
-    "configure_serve_parser": "kvid.serving.server",
+    "configure_serve_parser": "kvid.serving.flags",
     "serve_command": "kvid.serving.server",
 }
 

@@ -27,6 +27,7 @@ from typing import Any
 import grpc
 import numpy as np
 
+from kvid.cliargs import non_negative_int, positive_float, positive_int
 from kvid.serving.errors import HTTP_STATUS, ServingError
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -274,31 +275,54 @@ class Client:
 # --------------------------------------------------------------------- kvid predict
 
 
+def rest_url(text: str) -> str:
+    """An ``http(s)://host[:port]`` base URL, checked before anything connects."""
+    parts = urllib.parse.urlsplit(text)
+    try:
+        port = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+        raise argparse.ArgumentTypeError(
+            f"expected a URL like http://127.0.0.1:8501, got {text!r}")
+    return text
+
+
+def grpc_address(text: str) -> str:
+    """``HOST:PORT`` with a port in 1..65535."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT like 127.0.0.1:8500, "
+                                         f"got {text!r}")
+    return text
+
+
 def configure_predict_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("video", help="video file to classify")
-    parser.add_argument("--server", default="http://127.0.0.1:8501",
+    parser.add_argument("--server", default="http://127.0.0.1:8501", type=rest_url,
                         help="REST base URL of TF Serving or kvid serve")
-    parser.add_argument("--grpc", default=None, metavar="HOST:PORT",
+    parser.add_argument("--grpc", default=None, metavar="HOST:PORT", type=grpc_address,
                         help="use gRPC at this address instead of REST")
     parser.add_argument("--model", default="kvid")
-    parser.add_argument("--version", type=int, default=None)
+    parser.add_argument("--version", type=positive_int, default=None)
     parser.add_argument("--signature", default=DEFAULT_SIGNATURE)
-    parser.add_argument("--fps", type=float, default=None,
+    parser.add_argument("--fps", type=positive_float, default=None,
                         help="resample the video to this frame rate (default: the rate the "
                              "model was trained at, from its kvid_metadata signature; else "
                              "the video's own)")
-    parser.add_argument("--short-side", type=int, default=256,
+    parser.add_argument("--short-side", type=non_negative_int, default=256,
                         help="downscale frames to this short side before sending (0: as "
                              "decoded); the model resizes in-graph, this only saves bandwidth")
-    parser.add_argument("--frames", type=int, default=16,
+    parser.add_argument("--frames", type=positive_int, default=16,
                         help="frames per clip when the model's metadata leaves T open")
-    parser.add_argument("--clips", type=int, default=3,
+    parser.add_argument("--clips", type=positive_int, default=3,
                         help="evenly spaced clips averaged for the whole-video answer")
-    parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=8, help="clips per request")
-    parser.add_argument("--sliding-window", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--top-k", type=positive_int, default=5)
+    parser.add_argument("--batch-size", type=positive_int, default=8, help="clips per request")
+    parser.add_argument("--sliding-window", type=positive_float, default=None,
+                        metavar="SECONDS",
                         help="classify window by window and write a timeline")
-    parser.add_argument("--stride", type=float, default=None, metavar="SECONDS",
+    parser.add_argument("--stride", type=positive_float, default=None, metavar="SECONDS",
                         help="window step (default: the window length)")
     parser.add_argument("--timeline", default=None, metavar="OUT.json|csv")
     parser.add_argument("--strip", default=None, metavar="OUT.png")

@@ -276,9 +276,54 @@ def parse_json(body: bytes) -> dict:
         raise invalid_argument(f"JSON Parse error: {what} at offset: {offset}") from None
     except RecursionError:  # rapidjson parses iteratively; Python's parser recurses
         raise invalid_argument("JSON Parse error: The document is nested too deeply.") from None
+    except ValueError:  # an integer of over 4,300 digits (Python's int-string limit)
+        raise number_too_big(text) from None
+    if "\\u" in text:
+        _check_surrogates(text)
     if not isinstance(doc, dict):
         raise invalid_argument(f"JSON Value: {debug_string(doc)} Is not object")
     return doc
+
+
+_SURROGATE = re.compile(r"(\\+)u[dD]([89a-fA-F])[0-9a-fA-F]{2}")
+_LOW_NEXT = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def _check_surrogates(text: str) -> None:
+    """rapidjson refuses a ``\\uD800``-``\\uDFFF`` escape that is not a high surrogate
+    followed by a low one; Python's parser keeps it as a lone surrogate, which no UTF-8
+    writer can encode (it was a 500 when an error message quoted it)."""
+    pos = 0
+    while (m := _SURROGATE.search(text, pos)) is not None:
+        pos = m.end()
+        if len(m.group(1)) % 2 == 0:  # an escaped backslash, then a plain "uD8.."
+            continue
+        escape = m.start() + len(m.group(1)) - 1
+        if m.group(2) in "89abAB" and _LOW_NEXT.match(text, m.end()):
+            pos = m.end() + 6
+            continue
+        offset = len(text[:escape].encode("utf-8", "surrogateescape"))
+        raise invalid_argument("JSON Parse error: The surrogate pair in string is invalid. "
+                               f"at offset: {offset}")
+
+
+_LONG_INTEGER = re.compile(r"-?\d{309,}")  # beyond any double (1.8e308)
+
+
+def number_too_big(text: str) -> ServingError:
+    """rapidjson's ``kParseErrorNumberTooBig`` at the offset where the number starts.
+
+    Python parses such integers exactly (up to 4,300 digits); rapidjson turns any integer
+    beyond 64 bits into a double and fails when that overflows, so this is its error.
+    """
+    m = _LONG_INTEGER.search(text)
+    offset = len(text[:m.start()].encode("utf-8", "surrogateescape")) if m else 0
+    return invalid_argument(
+        f"JSON Parse error: Number too big to be stored in double. at offset: {offset}")
+
+
+class _NumberTooBig(Exception):
+    """An integer that no double holds reached a tensor; reworded where the text is."""
 
 
 def signature_name(doc: dict) -> str:
@@ -387,7 +432,11 @@ class _Leaves:
         dtype = self.dtype
         wide = np.float64 if dtype.is_floating else (
             np.uint64 if dtype == tf.uint64 else np.int64)
-        return np.asarray(self.values, dtype=wide).astype(dtype.as_numpy_dtype).reshape(shape)
+        try:
+            values = np.asarray(self.values, dtype=wide)
+        except OverflowError:  # ints are range-checked; only a float tensor gets here
+            raise _NumberTooBig() from None
+        return values.astype(dtype.as_numpy_dtype).reshape(shape)
 
 
 def _dense_shape(v: Any) -> list[int]:
@@ -524,6 +573,13 @@ def parse_predict_request(
     errors), which is why it is called only after the body has parsed, as in TF Serving.
     """
     doc = parse_json(body)
+    try:
+        return _predict_request(doc, input_dtypes)
+    except _NumberTooBig:
+        raise number_too_big(body.decode("utf-8", "surrogateescape")) from None
+
+
+def _predict_request(doc: dict, input_dtypes) -> PredictRequest:
     signame = signature_name(doc)
     specs = input_dtypes(signame)
     if not specs:

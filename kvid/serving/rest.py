@@ -2,20 +2,28 @@
 
 ``RestApi.handle(method, path, body)`` is ``HttpRestApiHandler::ProcessRequest`` (routes,
 dispatch order, error texts) plus the request metrics ``http_server.cc`` records around
-it; ``RestServer`` is a threaded stdlib HTTP/1.1 server around it that adds what TF
-Serving's HTTP layer does (404 outside ``/v1/``, the Prometheus page at its configured
-path) and a body limit.
+it. ``RestServer`` puts it on aiohttp's HTTP/1.1 server (framing, keep-alive, pipelining
+and, for the streaming API, WebSockets come from a maintained library, not from kvid)
+and adds what TF Serving's HTTP layer does (404 outside ``/v1/``, the Prometheus page at
+its configured path) plus the limits a hostile client must not get past: the body size,
+a read timeout for headers and body, and a cap on open connections. Every refusal is a
+4xx/503 with a JSON ``{"error": ...}``, answered before the body is read.
 """
 
 from __future__ import annotations
 
-import http.server
+import asyncio
+import concurrent.futures
 import logging
+import os
 import re
-import socketserver
+import socket
 import threading
 import time
 import urllib.parse
+
+from aiohttp import web, web_protocol
+from aiohttp.http_exceptions import HttpProcessingError
 
 import grpc
 from google.protobuf import json_format
@@ -23,6 +31,7 @@ from tensorflow_serving.apis import model_pb2
 
 from kvid.serving import json_tensor
 from kvid.serving.errors import ServingError, invalid_argument
+from kvid.serving.limits import RequestLimits
 from kvid.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from kvid.serving.metrics import Metrics
 from kvid.serving.servables import ModelManager, Servable
@@ -78,9 +87,11 @@ class RestApi:
     ``request_count`` by model and status code, ``request_latency`` when it succeeded.
     """
 
-    def __init__(self, manager: ModelManager, metrics: Metrics | None = None):
+    def __init__(self, manager: ModelManager, metrics: Metrics | None = None,
+                 limits: RequestLimits | None = None):
         self.manager = manager
         self.metrics = metrics
+        self.limits = limits
         self._metadata_cache: dict[Servable, bytes] = {}
 
     def handle(self, method: str, path: str, body: bytes, *,
@@ -163,6 +174,8 @@ class RestApi:
             return found[0].input_dtypes(signature_name)
 
         request = json_tensor.parse_predict_request(body, input_dtypes)
+        if self.limits is not None:  # before any image is decoded
+            self.limits.check_images(request.inputs)
         outputs = found[0].predict(request.signature_name, request.inputs)
         return json_tensor.make_json(outputs, request.format)
 
@@ -196,124 +209,181 @@ class _NoBody(Exception):
         self.error = error
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as TF Serving's evhttp server
-    disable_nagle_algorithm = True  # small replies must not wait for delayed ACKs
-    wbufsize = 1 << 16  # headers and body leave in one send (flushed after each request)
-    server: "RestServer"
+# ------------------------------------------------------------------------- HTTP server
 
-    def log_message(self, fmt, *args):  # requests are not logged by default
-        log.debug("%s - " + fmt, self.address_string(), *args)
 
-    def _reply(self, status: int, body: bytes, close: bool = False,
-               content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        self.wfile.write(body)
+class _Protocol(web_protocol.RequestHandler):
+    """aiohttp's connection handler (3.14; its internals are pinned by the lock and
+    covered by tests/serving/test_hostile.py), changed where a client can misbehave:
 
-    def _read_body(self) -> bytes | None:
-        """The request body, or None (after replying 413) when it is over the limit."""
-        limit = self.server.max_body_bytes
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks, total = [], 0
-            while True:
-                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                total += size
-                if total > limit:
-                    self._too_large(total)
-                    return None
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > limit:
-            self._too_large(length)
-            self._discard(length)
+    - a malformed request line, header or chunk (``Content-Length: -1``, a chunk size of
+      ``-1``) is answered 400 with a JSON error, logged as one debug line rather than a
+      traceback, and the connection ends gracefully (``_LingeringClose``);
+    - a client that half-closes after its request still gets the answer, and a body that
+      its EOF cut short is answered at once instead of at the read timeout.
+    """
+
+    _last_payload = None  # the body stream of the latest request parsed
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._messages:
+            self._last_payload = self._messages[-1][1]
+
+    def eof_received(self):
+        """A client that half-closes after its request still gets the answer (aiohttp
+        would close at once); with nothing in progress the connection just closes."""
+        if isinstance(self.transport, _LingeringClose):  # after a framing error
+            self.transport.peer_closed()
+            return True
+        if self._waiter is not None and not self._waiter.done() and not self._messages:
             return None
-        return self.rfile.read(length) if length else b""
+        try:  # a body cut short by the EOF fails now, not at the read timeout
+            if self._parser is not None:
+                self._parser.feed_eof()
+        except HttpProcessingError:  # the body of the last request was cut short:
+            payload = self._last_payload  # end it, so its reader sees how short
+            if payload is not None and not payload.is_eof():
+                payload.feed_eof()
+        self.close()  # no further requests; close once the ones received are answered
+        return True
 
-    def _too_large(self, size: int) -> None:
-        message = (f"Request body of {size} bytes is larger than the limit of "
-                   f"{self.server.max_body_bytes} bytes (--max_body_bytes)")
-        self._reply(413, json_tensor.error_body(message), close=True)
-
-    def _discard(self, length: int) -> None:
-        """Reads (for a few seconds at most) the body being refused, so that a client
-        still sending it sees the 413 rather than a reset connection."""
-        self.connection.settimeout(2.0)
-        try:
-            while length > 0:
-                chunk = self.rfile.read(min(length, 1 << 20))
-                if not chunk:
-                    break
-                length -= len(chunk)
-        except OSError:
-            pass
-
-    def handle_expect_100(self) -> bool:
-        """``Expect: 100-continue`` with a body over the limit: 413 before it is sent."""
-        if int(self.headers.get("Content-Length") or 0) > self.server.max_body_bytes:
-            self._too_large(int(self.headers["Content-Length"]))
-            return False
-        return super().handle_expect_100()
-
-    def _handle(self) -> None:
-        start_ns = time.monotonic_ns()  # before the body, as http_server.cc
-        path = urllib.parse.urlsplit(self.path).path
-        body = self._read_body()
-        if body is None:
-            return
-        if path == self.server.metrics_path:  # registered ahead of the /v1/ dispatcher
-            page = self.server.api.metrics.page().encode("utf-8")
-            self._reply(200, page, content_type=METRICS_CONTENT_TYPE)
-            return
-        if not _API_RE.fullmatch(path):
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        if self.command == "OPTIONS":  # CORS preflight, as http_server.cc
-            status, out = self.server.api.preflight(self.headers.get("Origin", ""),
-                                                    start_ns=start_ns)
+    def handle_error(self, request, status: int = 500, exc=None, message=None):
+        log.debug("bad HTTP request from %s: %s", request.remote, exc or message)
+        self.close()  # ignore whatever else arrives: the stream cannot be parsed
+        if self.transport is not None and not isinstance(self.transport, _LingeringClose):
+            self.transport = _LingeringClose(self.transport, self._loop)
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was already sent")
+        if status >= 500:
+            text = "Internal error while handling the request"
         else:
-            with self.server.workers:
-                status, out = self.server.api.handle(self.command, path, body,
-                                                     start_ns=start_ns)
-        self._reply(status, out)
+            detail = str(getattr(exc, "message", None) or message or type(exc).__name__)
+            # aiohttp's text is "what:\n\n  b'the line'\n     ^": keep what and the line
+            parts = [p.strip() for p in detail.splitlines() if p.strip() and p.strip() != "^"]
+            text = "Malformed HTTP request: " + " ".join(parts[:2])
+        response = _json_response(status, json_tensor.error_body(text))
+        response.force_close()  # the stream cannot be trusted past a framing error
+        return response
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle
+
+class _LingeringClose:
+    """A transport whose ``close()`` first ends the sending side, then closes.
+
+    A client still sending a body the server refused (``Content-Length: -1`` and 200 MiB)
+    would otherwise get a TCP reset that can discard the 400 before it reads it.
+    """
+
+    def __init__(self, transport: asyncio.Transport, loop, seconds: float = 2.0):
+        self._transport = transport
+        self._loop = loop
+        self._seconds = seconds
+        self.closing = False  # close() was called: the reply is out
+        self.peer_done = False  # the client ended its side: no need to wait for it
+
+    def close(self) -> None:
+        transport = self._transport
+        self.closing = True
+        if transport.is_closing():
+            return
+        if self.peer_done or not transport.can_write_eof():
+            transport.close()
+            return
+        try:
+            transport.write_eof()  # after the reply; the client reads it, then EOF
+        except OSError:  # the client is already gone
+            transport.close()
+            return
+        self._loop.call_later(self._seconds, transport.close)
+
+    def peer_closed(self) -> None:
+        self.peer_done = True
+        if self.closing:
+            self._transport.close()
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
 
 
-class RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    """Thread per connection; ``num_threads`` bounds how many requests run at once.
+class _Refuse(asyncio.Protocol):
+    """A connection over ``max_connections``: 503 with a JSON error, then closed."""
 
+    def __init__(self, limit: int):
+        self.limit = limit
+
+    def connection_made(self, transport):
+        body = json_tensor.error_body(
+            f"Too many open connections (limit {self.limit}, --max_connections)")
+        transport.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json"
+                        b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                        % (len(body), body))
+        transport.close()
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server with kvid's handler class and a connection cap."""
+
+    def __init__(self, handler, *, max_connections: int, **kwargs):
+        super().__init__(handler, **kwargs)
+        self.max_connections = max_connections
+
+    def __call__(self):
+        if len(self._connections) >= self.max_connections:
+            return _Refuse(self.max_connections)
+        return _Protocol(self, loop=self._loop, **self._kwargs)
+
+
+def _json_response(status: int, body: bytes, content_type: str = "application/json"):
+    response = web.Response(status=status, body=body)
+    response.content_type = content_type
+    return response
+
+
+class _ClientError(Exception):
+    """A request refused before the API sees it (size, timeout): status and message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class RestServer:
+    """The REST API on aiohttp, in an event-loop thread of its own.
+
+    ``num_threads`` bounds how many requests run the API (the model) at once, as TF
+    Serving's ``--rest_api_num_threads``; reading and writing never occupy those threads,
+    so slow clients cost no worker. ``timeout_s`` bounds the time a client may take to
+    send a request's headers (from connect or its previous reply) and, separately, its
+    body: over it the connection is closed (headers) or answered 408 (body).
+    ``max_connections`` caps open connections; more are answered 503 and closed.
     ``metrics_path``: where the Prometheus page of ``api.metrics`` is served (any method,
     exact path, as TF Serving's handler); None (monitoring off) makes it an unknown route.
     """
 
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
     def __init__(self, host: str, port: int, api: RestApi, *, num_threads: int,
-                 max_body_bytes: int, metrics_path: str | None = None):
+                 max_body_bytes: int, metrics_path: str | None = None,
+                 timeout_s: float = 30.0, max_connections: int = 512):
         if metrics_path is not None and api.metrics is None:
             raise ValueError("metrics_path needs a RestApi with metrics")
-        super().__init__((host, port), _Handler)
         self.api = api
         self.metrics_path = metrics_path
-        self.workers = threading.BoundedSemaphore(max(1, num_threads))
         self.max_body_bytes = max_body_bytes
-        self._thread = threading.Thread(target=self.serve_forever, name="kvid-rest",
-                                        kwargs={"poll_interval": 0.2}, daemon=True)
+        self.timeout_s = timeout_s
+        self.max_connections = max_connections
+        # Bound here, in the caller's thread: a port in use or a bad host fails at once.
+        try:
+            self._socket = socket.create_server((host, port), backlog=128)
+        except OSError as e:
+            reason = os.strerror(e.errno) if e.errno else str(e)
+            raise OSError(f"cannot listen on {host}:{port} for REST: {reason}") from None
+        self.server_address = self._socket.getsockname()[:2]
+        self._pool = concurrent.futures.ThreadPoolExecutor(max(1, num_threads),
+                                                           thread_name_prefix="kvid-rest")
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="kvid-rest",
+                                        daemon=True)
+        self._server = None
+        self._aio = None
 
     @property
     def port(self) -> int:
@@ -321,9 +391,94 @@ class RestServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
     def start(self) -> "RestServer":
         self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result()
         return self
 
+    async def _start(self) -> None:
+        self._aio = _Server(self._handle, max_connections=self.max_connections,
+                            keepalive_timeout=self.timeout_s, access_log=None,
+                            lingering_time=2.0)
+        self._server = await self._loop.create_server(self._aio, sock=self._socket)
+
     def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
+        if not self._thread.is_alive():
+            self._socket.close()
+            return
+
+        async def close():
+            self._server.close()
+            self._aio.pre_shutdown()
+            await self._aio.shutdown(1.0)
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
+        self._loop.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ per request
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        start_ns = time.monotonic_ns()  # before the body, as http_server.cc
+        path = urllib.parse.urlsplit(request.raw_path).path
+        try:
+            body = await self._read_body(request)
+        except _ClientError as e:
+            response = _json_response(e.status, json_tensor.error_body(str(e)))
+            response.force_close()
+            return response
+        if path == self.metrics_path:  # registered ahead of the /v1/ dispatcher
+            page = self.api.metrics.page().encode("utf-8")
+            return _json_response(200, page, METRICS_CONTENT_TYPE)
+        if not _API_RE.fullmatch(path):
+            return web.Response(status=404)
+        if request.method == "OPTIONS":  # CORS preflight, as http_server.cc
+            status, out = self.api.preflight(request.headers.get("Origin", ""),
+                                             start_ns=start_ns)
+        else:
+            status, out = await self._loop.run_in_executor(
+                self._pool, lambda: self.api.handle(request.method, path, body,
+                                                    start_ns=start_ns))
+        return _json_response(status, out)
+
+    def _too_large(self, size: int) -> _ClientError:
+        return _ClientError(413, f"Request body of {size} bytes is larger than the limit of "
+                                 f"{self.max_body_bytes} bytes (--max_body_bytes)")
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
+        """The whole body within the size limit and ``timeout_s``, or a _ClientError.
+
+        A declared length over the limit is refused before a byte of the body is read
+        (and before ``Expect: 100-continue`` invites it); a chunked body is counted as
+        it arrives.
+        """
+        length = request.content_length
+        if length is not None and length > self.max_body_bytes:
+            raise self._too_large(length)
+        if request.headers.get("Expect", "").lower() == "100-continue" and \
+                request.version >= (1, 1):
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0
+        chunks, total = [], 0
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                while True:
+                    chunk = await request.content.readany()
+                    if not chunk:
+                        break
+                    total += len(chunk)
+                    if total > self.max_body_bytes:
+                        raise self._too_large(total)
+                    chunks.append(chunk)
+            if length is not None and total < length:  # the client ended its side early
+                raise _ClientError(400, f"The request body ended after {total} of the "
+                                        f"{length} bytes its Content-Length declares")
+        except web_protocol.RequestPayloadError as e:  # a bad chunk, gzip that is not
+            request.content.feed_eof()  # nothing more can be read: no lingering read
+            detail = re.sub(r"^\d{3}, message: ", "", " ".join(str(e).split()))
+            raise _ClientError(400, f"Malformed HTTP request body: {detail}") from None
+        except TimeoutError:
+            raise _ClientError(408, f"The request body was not received within "
+                                    f"{self.timeout_s:g} s (--rest_api_timeout_in_ms); "
+                                    f"{total} bytes arrived") from None
+        return b"".join(chunks)

@@ -165,12 +165,18 @@ def _check_inputs(sig, inputs: dict[str, np.ndarray]) -> None:
         if got != want:
             raise invalid_argument(
                 f"Expects arg[{i}] to be {type_name(want)} but {type_name(got)} is provided")
-        shape = _signature_shape(info)
-        if shape is not None and (len(shape) != arr.ndim or any(
-                d >= 0 and d != a for d, a in zip(shape, arr.shape))):
-            raise invalid_argument(
-                f"Input '{name}' has shape {shape_str(arr.shape)}, which is not compatible "
-                f"with the signature's shape {shape_str(shape)}")
+        check_input_shape(name, arr.shape, info)
+
+
+def check_input_shape(name: str, shape, info: meta_graph_pb2.TensorInfo) -> None:
+    """An input's shape against its TensorInfo; the gRPC front end checks a request's
+    declared shape with it before materializing the tensor."""
+    want = _signature_shape(info)
+    if want is not None and (len(want) != len(shape) or any(
+            d >= 0 and d != a for d, a in zip(want, shape))):
+        raise invalid_argument(
+            f"Input '{name}' has shape {shape_str(shape)}, which is not compatible "
+            f"with the signature's shape {shape_str(want)}")
 
 
 @dataclasses.dataclass

@@ -21,17 +21,19 @@ import os
 import signal
 import threading
 
+from kvid.cliargs import OneLineParser
 from kvid.serving import configs
 from kvid.serving.batching import Batcher
+from kvid.serving.flags import (DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+                                DEFAULT_MAX_DECODED_PIXELS, DEFAULT_TIMEOUT_MS,
+                                check_base_path, check_serve_args, configure_serve_parser)
 from kvid.serving.grpc_service import make_grpc_server
+from kvid.serving.limits import RequestLimits
 from kvid.serving.metrics import Metrics, metrics_path
 from kvid.serving.rest import RestApi, RestServer
 from kvid.serving.servables import ModelManager, ModelSource, Servable
 
 log = logging.getLogger(__name__)
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_MAX_BODY_BYTES = 64 << 20
 
 
 class Server:
@@ -129,25 +131,34 @@ def start_server(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     monitoring_config=None,
     model_config_poll_seconds: float = 0,
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    max_decoded_pixels: int = DEFAULT_MAX_DECODED_PIXELS,
 ) -> Server:
     """Loads the models and starts REST and gRPC; returns once both accept requests.
 
-    Ports: 0 picks a free port, None turns that API off. ``batching_parameters`` is a
+    Ports: 0 picks a free port, None turns that API off; both are bound before any model
+    loads, so a port in use fails at once. ``batching_parameters`` is a
     ``configs.BatchingParameters`` (implies ``enable_batching``). ``monitoring_config``
     (a ``configs.MonitoringConfig``) with ``prometheus_config.enable`` serves the metrics
     on the REST port at ``prometheus_config.path``. ``model_config_poll_seconds`` > 0
-    re-reads ``model_config_file`` that often and applies what changed.
+    re-reads ``model_config_file`` that often and applies what changed. The limits
+    (``max_body_bytes``, ``timeout_ms``, ``max_connections``, ``max_decoded_pixels``) are
+    ``kvid serve``'s flags of the same names.
     """
     if sources is None:
         sources = model_sources(model_name=model_name, model_base_path=model_base_path,
                                 model_config_file=model_config_file,
                                 model_config_root=model_config_root)
+    waiting = [s for s in sources if not check_base_path(s.name, s.base_path, poll_seconds)]
     reload = None
     if model_config_file and model_config_poll_seconds > 0:
         reload = functools.partial(model_sources, model_config_file=model_config_file,
                                    model_config_root=model_config_root)
     metrics = Metrics()
     prometheus_path = metrics_path(monitoring_config)
+    limits = RequestLimits(max_decoded_pixels=max_decoded_pixels,
+                           max_tensor_bytes=max_body_bytes)
     batcher = None
     if enable_batching or batching_parameters is not None:
         batcher = Batcher(batching_parameters)
@@ -158,13 +169,14 @@ def start_server(
 
     manager = ModelManager(sources, poll_seconds=poll_seconds, warmup=enable_model_warmup,
                            wrap=wrap, reload=reload, reload_seconds=model_config_poll_seconds,
-                           metrics=metrics).start()
+                           metrics=metrics)
     rest = grpc_server = bound = None
     try:
         if rest_port is not None:
-            rest = RestServer(host, rest_port, RestApi(manager, metrics),
+            rest = RestServer(host, rest_port, RestApi(manager, metrics, limits),
                               num_threads=rest_threads, max_body_bytes=max_body_bytes,
-                              metrics_path=prometheus_path).start()
+                              metrics_path=prometheus_path, timeout_s=timeout_ms / 1000,
+                              max_connections=max_connections)
         elif prometheus_path is not None:
             log.warning("monitoring_config enables Prometheus, but it is served on the "
                         "REST port, which is off")
@@ -172,10 +184,21 @@ def start_server(
             grpc_server, bound = make_grpc_server(manager, host, grpc_port,
                                                   max_workers=rest_threads,
                                                   max_message_bytes=max_body_bytes,
-                                                  metrics=metrics)
+                                                  max_concurrent_rpcs=max_connections,
+                                                  limits=limits, metrics=metrics)
+        for source in waiting:
+            log.warning("No versions of servable %s found under base path %s yet; looking "
+                        "again every %g s", source.name, source.base_path, poll_seconds)
+        manager.start()
+        if rest is not None:
+            rest.start()
+        if grpc_server is not None:
+            grpc_server.start()
     except BaseException:
         if rest is not None:
             rest.stop()
+        if grpc_server is not None:
+            grpc_server.stop(grace=None)
         manager.stop()
         if batcher is not None:
             batcher.close()
@@ -184,63 +207,6 @@ def start_server(
 
 
 # ------------------------------------------------------------------------------ CLI
-
-
-def _flag_bool(text: str) -> bool:
-    """TF Serving's boolean flags: ``--flag``, ``--flag=true``, ``--flag=false``."""
-    value = text.strip().lower()
-    if value in ("true", "1", "yes"):
-        return True
-    if value in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false. Received: {text!r}")
-
-
-def configure_serve_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """TF Serving's ``tensorflow_model_server`` flags, plus kvid's ``--host`` and limits."""
-    tf_flags = parser.add_argument_group("TF Serving flags (same names and meaning)")
-    tf_flags.add_argument("--port", type=int, default=8500,
-                          help="gRPC port (0: any free port)")
-    tf_flags.add_argument("--rest_api_port", type=int, default=8501,
-                          help="REST port (0: REST off, as in TF Serving)")
-    tf_flags.add_argument("--model_name", default="default")
-    tf_flags.add_argument("--model_base_path", default=None,
-                          help="folder of numeric version subfolders")
-    tf_flags.add_argument("--model_config_file", default=None,
-                          help="text ModelServerConfig (model_config_list, version labels)")
-    tf_flags.add_argument("--rest_api_num_threads", type=int, default=16,
-                          help="requests run at once (REST and gRPC each)")
-    tf_flags.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
-                          help="how often to look for new versions (0: only at start)")
-    tf_flags.add_argument("--enable_batching", type=_flag_bool, nargs="?", const=True,
-                          default=False)
-    tf_flags.add_argument("--batching_parameters_file", default=None,
-                          help="text BatchingParameters")
-    tf_flags.add_argument("--enable_model_warmup", type=_flag_bool, nargs="?", const=True,
-                          default=True, help="replay assets.extra/tf_serving_warmup_requests")
-    tf_flags.add_argument("--monitoring_config_file", default=None,
-                          help="text MonitoringConfig; prometheus_config { enable: true "
-                               "path: ... } serves TF Serving's metrics (request_count, "
-                               "request_latency, SavedModel loads) on the REST port at "
-                               "that path (default /monitoring/prometheus/metrics)")
-    tf_flags.add_argument("--model_config_file_poll_wait_seconds", type=float, default=0,
-                          help="re-read --model_config_file this often and apply changes "
-                               "(models added or removed, version policy, labels); a file "
-                               "that fails to parse is logged and the last good config "
-                               "kept (0: read once at start)")
-    tf_flags.add_argument("--allow_version_labels_for_unavailable_models", type=_flag_bool,
-                          nargs="?", const=True, default=False,
-                          help="accepted; kvid serve always allows it (an unloaded "
-                               "label's version answers 404)")
-    own = parser.add_argument_group("kvid serve")
-    own.add_argument("--host", default=DEFAULT_HOST,
-                     help="address to bind (default loopback only; 0.0.0.0 for all)")
-    own.add_argument("--max_body_bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
-                     help="larger REST bodies get 413; larger gRPC messages are refused")
-    own.add_argument("--model_config_root", default=None,
-                     help="folder that absolute base_paths of --model_config_file are "
-                          "under (the container's /), e.g. serving")
-    return parser
 
 
 def server_from_args(args: argparse.Namespace) -> Server:
@@ -266,13 +232,22 @@ def server_from_args(args: argparse.Namespace) -> Server:
         max_body_bytes=args.max_body_bytes,
         monitoring_config=monitoring,
         model_config_poll_seconds=args.model_config_file_poll_wait_seconds,
+        timeout_ms=args.rest_api_timeout_in_ms,
+        max_connections=args.max_connections,
+        max_decoded_pixels=args.max_decoded_pixels,
     )
 
 
 def serve_command(args: argparse.Namespace) -> int:
     """Runs the server until SIGINT/SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    server = server_from_args(args)
+    check_serve_args(args)
+    try:
+        server = server_from_args(args)
+    except OSError as e:  # a port in use: the flag is wrong, not the server
+        if isinstance(e, (FileNotFoundError, NotADirectoryError)):
+            raise
+        raise ValueError(str(e)) from None
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: threading.Thread(target=server.stop).start())
     if server.rest_url:
@@ -286,7 +261,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m kvid.serving.server <TF Serving flags>``: the same as ``kvid serve``."""
-    parser = configure_serve_parser(argparse.ArgumentParser(
+    parser = configure_serve_parser(OneLineParser(
         prog="kvid serve", description=__doc__.split("\n\n")[0]))
     return serve_command(parser.parse_args(argv))
 
