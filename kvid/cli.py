@@ -12,6 +12,14 @@ import json
 import os
 import sys
 
+from kvid.cliargs import (OneLineParser, any_int, json_object, non_negative_float,
+                          positive_float, positive_int)
+
+# What the user gave is wrong (a value, a path, an existing output): exit code 2, as
+# argparse's own errors. Anything else that fails (a server, a disk) exits with 1.
+USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                IsADirectoryError, KeyError)
+
 VERBS = {
     "synth": "write the synthetic motion dataset (real mp4 videos)",
     "ingest": "decode videos into TFRecord clip shards with Apache Beam",
@@ -27,22 +35,16 @@ VERBS = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: ``kvid train: error: ... (see kvid train --help)``."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-
-
 def _add_synth_args(p):
     p.add_argument("output", help="folder to write root/<label>/<video>.mp4 into")
-    p.add_argument("--classes", type=int, default=8, help="number of classes (2-8)")
-    p.add_argument("--videos-per-class", type=int, default=12)
-    p.add_argument("--frames", type=int, default=32, help="frames per video")
-    p.add_argument("--fps", type=float, default=25.0)
-    p.add_argument("--size", type=int, default=96, help="frame height and width")
-    p.add_argument("--actors", type=int, default=6, help="groups that must not straddle splits")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classes", type=positive_int, default=8, help="number of classes (2-8)")
+    p.add_argument("--videos-per-class", type=positive_int, default=12)
+    p.add_argument("--frames", type=positive_int, default=32, help="frames per video")
+    p.add_argument("--fps", type=positive_float, default=25.0)
+    p.add_argument("--size", type=positive_int, default=96, help="frame height and width")
+    p.add_argument("--actors", type=positive_int, default=6,
+                   help="groups that must not straddle splits")
+    p.add_argument("--seed", type=any_int, default=0)
 
 
 def _synth_config(args):
@@ -65,16 +67,16 @@ def _cmd_synth(args) -> int:
 def _add_train_args(p):
     p.add_argument("--data", required=True, help="clip shards (kvid ingest output)")
     p.add_argument("--model", default="cnn_gru", help="a name from 'kvid models'")
-    p.add_argument("--model-args", default="{}", type=json.loads,
+    p.add_argument("--model-args", default={}, type=json_object,
                    help='builder keyword arguments as JSON, e.g. \'{"units": 64}\'')
     p.add_argument("--preset", choices=("paper", "tiny"),
                    help="builder arguments of the paper's configuration, or a tiny one for CPU "
                         "runs (--model-args override single values)")
     p.add_argument("--output", required=True, help="run folder (checkpoints, logs, plots)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--clip-frames", type=int, help="default: the stored clip length")
-    p.add_argument("--image-size", type=int, help="default: the stored frame size")
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--clip-frames", type=positive_int, help="default: the stored clip length")
+    p.add_argument("--image-size", type=positive_int, help="default: the stored frame size")
     p.add_argument("--sampling", default="dense", choices=("dense", "uniform", "segments"))
     p.add_argument("--no-flip", dest="flip", action="store_false",
                    help="no random horizontal flips (needed when mirroring changes the class, "
@@ -85,17 +87,22 @@ def _add_train_args(p):
                         "multi-scale, a fixed-size crop at a random place (C3D/I3D: store "
                         "frames larger than --image-size), or the center")
     p.add_argument("--optimizer", default="adam", choices=("sgd", "adam", "adamw"))
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--schedule", default="cosine",
                    choices=("constant", "cosine", "step", "multigrid"))
-    p.add_argument("--warmup", type=float, default=0.0, help="warm-up epochs")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--warmup", type=non_negative_float, default=0.0, help="warm-up epochs")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.0)
+    p.add_argument("--label-smoothing", type=non_negative_float, default=0.0,
+                   help="in [0, 1)")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU)")
     p.add_argument("--pretrained", help="weights file to start from (.weights.h5 / .keras)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    p.add_argument("--steps-per-epoch", type=int)
-    p.add_argument("--seed", type=int, default=0)
+    runs = p.add_mutually_exclusive_group()
+    runs.add_argument("--resume", action="store_true",
+                      help="continue an interrupted run in --output (same model and input)")
+    runs.add_argument("--overwrite", action="store_true",
+                      help="replace the run already in --output")
+    p.add_argument("--steps-per-epoch", type=positive_int)
+    p.add_argument("--seed", type=any_int, default=0)
 
 
 def _train_config(args):
@@ -103,14 +110,15 @@ def _train_config(args):
 
     return TrainConfig(
         data_dir=args.data, output_dir=args.output, model=args.model,
-        model_kwargs=args.model_args, preset=args.preset, epochs=args.epochs, batch_size=args.batch_size,
+        model_kwargs=args.model_args, preset=args.preset, epochs=args.epochs,
+        batch_size=args.batch_size,
         clip_frames=args.clip_frames, image_size=args.image_size, sampling=args.sampling,
         flip=args.flip, crop=args.crop,
         optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
         warmup_epochs=args.warmup, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, mixed_precision=args.mixed_precision,
-        pretrained=args.pretrained, resume=args.resume, steps_per_epoch=args.steps_per_epoch,
-        seed=args.seed)
+        pretrained=args.pretrained, resume=args.resume, overwrite=args.overwrite,
+        steps_per_epoch=args.steps_per_epoch, seed=args.seed)
 
 
 def _cmd_train(args) -> int:
@@ -126,11 +134,12 @@ def _add_evaluate_args(p):
     p.add_argument("run", help="run folder written by 'kvid train' (or a .keras file)")
     p.add_argument("--data", help="clip shards (default: the run's training data)")
     p.add_argument("--split", default="test")
-    p.add_argument("--clips", type=int, default=4, help="temporal clips per video (video level)")
+    p.add_argument("--clips", type=positive_int, default=4,
+                   help="temporal clips per video (video level)")
     p.add_argument("--crops", type=int, default=1, choices=(1, 3),
                    help="spatial crops per clip (video level)")
     p.add_argument("--output", help="folder for report.json and PNGs (default: RUN/eval-SPLIT)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=positive_int, default=8)
 
 
 def _cmd_evaluate(args) -> int:
@@ -150,14 +159,19 @@ def _add_export_args(p):
     p.add_argument("output", help="SavedModel folder, e.g. serving/models/kvid/1")
     p.add_argument("--weights", default="best", choices=("best", "last"))
     p.add_argument("--model-name", default="kvid", help="name used in warm-up requests")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=positive_int, default=None,
+                   help="classes in the top-k outputs, at most the number of classes "
+                        "(default: 5, or all of them if fewer)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing model in OUTPUT (swapped in by renames, so a "
+                        "server watching it never loads a half-written one)")
 
 
 def _cmd_export(args) -> int:
     from kvid.train.runs import export_run
 
     path = export_run(args.run, args.output, weights=args.weights, model_name=args.model_name,
-                      top_k=args.top_k)
+                      top_k=args.top_k, overwrite=args.overwrite)
     print(f"exported {path}")
     return 0
 
@@ -166,14 +180,14 @@ def _add_demo_args(p):
     from kvid.demo import DemoConfig as D  # the demo's defaults live in one place
 
     p.add_argument("--output", default=D.output, help="folder for everything the demo writes")
-    p.add_argument("--classes", type=int, default=D.num_classes)
-    p.add_argument("--videos-per-class", type=int, default=D.videos_per_class)
-    p.add_argument("--epochs", type=int, default=D.epochs)
+    p.add_argument("--classes", type=positive_int, default=D.num_classes)
+    p.add_argument("--videos-per-class", type=positive_int, default=D.videos_per_class)
+    p.add_argument("--epochs", type=positive_int, default=D.epochs)
     p.add_argument("--model", default=D.model,
                    help="a zoo model (its builder defaults are used unless it is the default)")
-    p.add_argument("--workers", type=int, default=D.workers,
+    p.add_argument("--workers", type=positive_int, default=D.workers,
                    help="Beam worker processes for ingest")
-    p.add_argument("--seed", type=int, default=D.seed)
+    p.add_argument("--seed", type=any_int, default=D.seed)
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo output")
 
 
@@ -213,7 +227,7 @@ def _cmd_native(args) -> int:
 
 def _add_pipeline_args(p):
     sub = p.add_subparsers(dest="pipeline_verb", required=True, metavar="{run,compile}",
-                           parser_class=_Parser)
+                           parser_class=OneLineParser)
     run = sub.add_parser("run", help="run the TFX pipeline locally (LocalDagRunner)")
     run.add_argument("--config", help="pipeline config JSON (default: env KVID_* / built-ins)")
     comp = sub.add_parser("compile", help="compile for Kubeflow V2 / Vertex AI Pipelines")
@@ -238,13 +252,13 @@ def _cmd_pipeline(args) -> int:
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``verb``'s own flags are added (its module imported), for speed."""
-    parser = _Parser(prog="kvid", description="Human action recognition in video: "
+    parser = OneLineParser(prog="kvid", description="Human action recognition in video: "
                      "videos -> Beam -> TFRecord clips -> Keras -> TFX -> TF Serving.")
     from kvid import __version__
 
     parser.add_argument("--version", action="version", version=f"kvid {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB",
-                                parser_class=_Parser)
+                                parser_class=OneLineParser)
     adders = {"synth": _add_synth_args, "train": _add_train_args,
               "evaluate": _add_evaluate_args, "export": _add_export_args,
               "demo": _add_demo_args, "pipeline": _add_pipeline_args, "models": lambda p: None,
@@ -260,7 +274,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
             from kvid.ingest.cli import configure_parser
             configure_parser(p)
         elif verb == "serve":
-            from kvid.serving.server import configure_serve_parser
+            from kvid.serving.flags import configure_serve_parser
             configure_serve_parser(p)
         elif verb == "predict":
             from kvid.serving.client import configure_predict_parser
@@ -273,6 +287,8 @@ def _dispatch(args) -> int:
         from kvid.ingest.cli import main as ingest_main
         return ingest_main(args)
     if args.verb == "serve":
+        from kvid.serving.flags import check_serve_args
+        check_serve_args(args)  # before TensorFlow loads: a bad flag costs no import
         from kvid.serving.server import serve_command
         return serve_command(args)
     if args.verb == "predict":
@@ -295,13 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kvid: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, KeyError,
-            PermissionError, OSError) as e:
+    except (*USAGE_ERRORS, OSError) as e:
         if os.environ.get("KVID_DEBUG"):
             raise
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"kvid {args.verb}: error: {message}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, USAGE_ERRORS) else 1
 
 
 if __name__ == "__main__":
