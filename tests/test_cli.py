@@ -157,7 +157,7 @@ def test_serve_refuses_base_paths_that_can_never_load(tmp_path):
 
 def test_serve_waits_for_versions_saying_so_and_a_port_in_use_is_one_line(tmp_path):
     """An empty base path that is polled: one line saying so, then the server runs; a REST
-    port in use: one line and exit code 2, before any model loads."""
+    or gRPC port in use: one line and exit code 2, before any model loads."""
     import signal
     import socket
 
@@ -169,7 +169,10 @@ def test_serve_waits_for_versions_saying_so_and_a_port_in_use_is_one_line(tmp_pa
         port = taken.getsockname()[1]
         out = _kvid("serve", f"--model_base_path={empty}", f"--rest_api_port={port}",
                     "--port=0")
-        assert f"127.0.0.1:{port}" in _one_error_line(out, "serve")
+        assert f"127.0.0.1:{port} for REST" in _one_error_line(out, "serve")
+        out = _kvid("serve", f"--model_base_path={empty}", "--rest_api_port=0",
+                    f"--port={port}")
+        assert f"127.0.0.1:{port} for gRPC" in _one_error_line(out, "serve")
     proc = subprocess.Popen([KVID, "serve", f"--model_base_path={empty}", "--rest_api_port=0",
                              "--port=0", "--file_system_poll_wait_seconds=5"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
