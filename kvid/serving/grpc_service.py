@@ -161,8 +161,7 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 class _Unparsable:
     """A request whose bytes are not the method's message (protobuf refused them)."""
 
-    def __init__(self, method: str, error: Exception):
-        self.method = method
+    def __init__(self, error: Exception):
         self.error = error
 
 
@@ -180,19 +179,18 @@ class _ClientErrors(grpc.GenericRpcHandler):
             handler = self._inner.service(details)
             if handler is not None and handler.unary_unary is not None:
                 handler = handler._replace(
-                    request_deserializer=self._parse(details.method,
-                                                     handler.request_deserializer),
+                    request_deserializer=self._parse(handler.request_deserializer),
                     unary_unary=self._call(details.method, handler.unary_unary))
             self._cache[details.method] = handler
         return self._cache[details.method]
 
     @staticmethod
-    def _parse(method: str, parse):
+    def _parse(parse):
         def lenient(data: bytes):
             try:
                 return parse(data)
             except message.DecodeError as e:
-                return _Unparsable(method, e)
+                return _Unparsable(e)
 
         return lenient
 

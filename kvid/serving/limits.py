@@ -14,8 +14,9 @@ import dataclasses
 import math
 
 import numpy as np
+import tensorflow as tf
 from tensorflow.core.example import example_pb2
-from tensorflow.core.framework import tensor_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2
 
 from kvid.serving.errors import invalid_argument
 
@@ -113,14 +114,13 @@ def _example_images(data: bytes):
         yield from feature.bytes_list.value
 
 
-_ITEMSIZE = {dt: np.dtype(np_type).itemsize for dt, np_type in (
-    (types_pb2.DT_FLOAT, np.float32), (types_pb2.DT_DOUBLE, np.float64),
-    (types_pb2.DT_INT32, np.int32), (types_pb2.DT_UINT8, np.uint8),
-    (types_pb2.DT_INT16, np.int16), (types_pb2.DT_INT8, np.int8),
-    (types_pb2.DT_INT64, np.int64), (types_pb2.DT_BOOL, np.bool_),
-    (types_pb2.DT_UINT16, np.uint16), (types_pb2.DT_HALF, np.float16),
-    (types_pb2.DT_UINT32, np.uint32), (types_pb2.DT_UINT64, np.uint64),
-    (types_pb2.DT_COMPLEX64, np.complex64), (types_pb2.DT_COMPLEX128, np.complex128))}
+def _itemsize(dtype: int) -> int:
+    """Bytes per element once materialized: TF's size, or a pointer for strings, resources
+    and enum values TF does not know."""
+    try:
+        return tf.as_dtype(dtype).size or 8
+    except TypeError:
+        return 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +163,7 @@ class RequestLimits:
             raise invalid_argument(f"Input '{name}' declares an invalid shape "
                                    f"[{','.join(map(str, dims))}]")
         elements = math.prod(dims)
-        size = elements * _ITEMSIZE.get(proto.dtype, 8)  # strings: a pointer each
+        size = elements * _itemsize(proto.dtype)
         if size > self.max_tensor_bytes:
             raise invalid_argument(
                 f"Input '{name}' declares shape [{','.join(map(str, dims))}]: {elements} "

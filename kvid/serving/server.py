@@ -241,12 +241,9 @@ def server_from_args(args: argparse.Namespace) -> Server:
 def serve_command(args: argparse.Namespace) -> int:
     """Runs the server until SIGINT/SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    check_serve_args(args)
     try:
         server = server_from_args(args)
-    except OSError as e:  # a port in use: the flag is wrong, not the server
-        if isinstance(e, (FileNotFoundError, NotADirectoryError)):
-            raise
+    except OSError as e:  # a port in use, a base path gone: the flags are wrong (exit 2)
         raise ValueError(str(e)) from None
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: threading.Thread(target=server.stop).start())
@@ -260,10 +257,13 @@ def serve_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m kvid.serving.server <TF Serving flags>``: the same as ``kvid serve``."""
+    """``python -m kvid.serving.server <TF Serving flags>``: the same as ``kvid serve``
+    (whose dispatcher runs ``check_serve_args`` before TensorFlow is imported)."""
     parser = configure_serve_parser(OneLineParser(
         prog="kvid serve", description=__doc__.split("\n\n")[0]))
-    return serve_command(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    check_serve_args(args)
+    return serve_command(args)
 
 
 if __name__ == "__main__":
