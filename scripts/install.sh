@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # One-command install of kvid's stack into ./.venv (Python 3.11, pip and venv are all it
 # needs). Idempotent: a second run only checks. Why each step: README "Install".
+# --convert also installs the conversion extra (torch, torchvision, pytorchvideo: ~5 GB), which
+# `kvid convert`, `--pretrained torchvision:...` and the parity tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+CONVERT=0
+for arg in "$@"; do
+  case "$arg" in
+    --convert) CONVERT=1 ;;
+    *) echo "usage: scripts/install.sh [--convert]" >&2; exit 2 ;;
+  esac
+done
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), "kvid needs Python 3.11, found " + sys.version.split()[0]'
@@ -15,6 +24,10 @@ export VIRTUAL_ENV="$PWD/.venv" UV_PYTHON="$PWD/.venv/bin/python"
 #    tensorflow-data-validation>=1.21, which do not exist, so a resolver cannot accept it.
 #    The lock was resolved once with the overrides in scripts/overrides.txt (scripts/lock.sh).
 .venv/bin/uv pip install --quiet --no-deps -r requirements.lock
+# 1b. The conversion extra, pinned the same way (scripts/lock.sh says why triton is not in it).
+if [ "$CONVERT" = 1 ]; then
+  .venv/bin/uv pip install --quiet --no-deps -r requirements-convert.lock
+fi
 # 2. kvid itself, editable, against what is already there.
 .venv/bin/uv pip install --quiet --no-deps --no-build-isolation -e .
 # 3. TFDV 1.16.1 imports tfx_bsl.arrow.sql_util, which tfx-bsl 1.21 removed. Only TFDV's SQL

@@ -15,3 +15,12 @@ tensorflow-data-validation==1.16.1
 pyfarmhash==0.5.1
 EOT
 echo "wrote requirements.lock ($(grep -c '==' requirements.lock) pins)"
+# The conversion extra, constrained by the main lock so both install into one venv. Triton
+# is left out: torch runs on CPU without it, and importing it after TensorFlow segfaults
+# (both bundle LLVM), which torchvision.ops triggers through torch._dynamo.
+"$uv" pip compile scripts/convert.in -c requirements.lock \
+  --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+  --no-header --no-annotate --quiet \
+  | grep -v -E '^triton==' > requirements-convert.lock
+echo "wrote requirements-convert.lock ($(grep -c '==' requirements-convert.lock) pins)"
+

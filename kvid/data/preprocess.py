@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-NORMALIZATIONS = ("unit", "symmetric", "imagenet")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Every input normalization a model may ask for, as (mean, std) of pixels / 255:
+# normalized = (pixels / 255 - mean) / std. "symmetric" is [-1, 1] (also flow's range);
+# "kinetics" is torchvision's video models' (their Kinetics-400 recipe), "kinetics_ptv"
+# PyTorchVideo's and PySlowFast's.
+NORMALIZATION_STATS = {
+    "unit": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+    "symmetric": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+    "kinetics": ((0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)),
+    "kinetics_ptv": ((0.45, 0.45, 0.45), (0.225, 0.225, 0.225)),
+}
+NORMALIZATIONS = tuple(NORMALIZATION_STATS)
 _MAX_UNROLL = 128  # longest static clip whose JPEG decodes are unrolled in the graph
 
 
@@ -140,16 +151,23 @@ def channel_mean(x: tf.Tensor) -> tf.Tensor:
 
 def normalization_affine(mode: str, channels: int = 3) -> tuple[list[float], list[float]]:
     """``(scale, offset)`` per channel with ``normalize(x, mode) == x * scale + offset``."""
-    if mode == "unit":
-        return [1 / 255] * channels, [0.0] * channels
-    if mode == "symmetric":
-        return [1 / 127.5] * channels, [-1.0] * channels
-    if mode == "imagenet":
-        if channels != 3:
-            raise ValueError(f"imagenet normalization needs 3 channels. Received: {channels}")
-        return ([1 / (255 * s) for s in IMAGENET_STD],
-                [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)])
-    raise ValueError(f"normalize mode must be one of {NORMALIZATIONS}. Received: mode={mode!r}")
+    if mode not in NORMALIZATION_STATS:
+        raise ValueError(f"normalize mode must be one of {NORMALIZATIONS}. Received: mode={mode!r}")
+    mean, std = NORMALIZATION_STATS[mode]
+    if channels != 3:
+        if len(set(mean)) > 1 or len(set(std)) > 1:
+            raise ValueError(f"{mode} normalization needs 3 channels. Received: {channels}")
+        mean, std = mean[:1] * channels, std[:1] * channels
+    return [1 / (255 * s) for s in std], [-m / s for m, s in zip(mean, std)]
+
+
+def denormalize(x, mode: str):
+    """The inverse of :func:`normalize`, to pixels / 255 in [0, 1] (for plots)."""
+    mean, std = NORMALIZATION_STATS[mode]
+    channels = x.shape[-1]
+    if channels != 3:
+        mean, std = mean[:1] * channels, std[:1] * channels
+    return x * tf.constant(std, x.dtype) + tf.constant(mean, x.dtype)
 
 
 def normalize(frames: tf.Tensor, mode: str) -> tf.Tensor:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers
 
+from kvid.data.preprocess import IMAGENET_MEAN, IMAGENET_STD, NORMALIZATION_STATS, NORMALIZATIONS
 from kvid.models.layers import (
     ChannelAffine,
     FoldTime,
@@ -40,9 +41,6 @@ from kvid.models.layers import (
     conv_bn_act,
 )
 
-NORMALIZATIONS = ("unit", "symmetric", "imagenet")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 
@@ -76,11 +74,8 @@ def _canonical(name: str) -> str:
 
 def _raw_from(normalization: str) -> tuple[list[float], list[float]]:
     """Per-channel (a, b) with raw = a * x + b, raw in [0, 255] RGB."""
-    if normalization == "unit":
-        return [255.0] * 3, [0.0] * 3
-    if normalization == "symmetric":
-        return [127.5] * 3, [127.5] * 3
-    return [255.0 * s for s in IMAGENET_STD], [255.0 * m for m in IMAGENET_MEAN]
+    mean, std = NORMALIZATION_STATS[normalization]
+    return [255.0 * s for s in std], [255.0 * m for m in mean]
 
 
 def input_adapter(normalization: str, native_input: str, *, name: str) -> ChannelAffine | None:

@@ -96,21 +96,60 @@ def check_int_tuple(value, name: str, *, length: int | None = None) -> tuple[int
 # --------------------------------------------------------------------------- blocks
 
 
-def conv_bn_act(x, filters: int, kernel_size, *, strides=1, name: str, dims: int = 3,
-                activation: str | None = "relu", padding: str = "same", groups: int = 1,
-                use_bn: bool = True, dilation_rate=1):
-    """Conv (2D or 3D, no bias when followed by BN) -> BatchNorm -> activation.
+def _per_dim(value, dims: int) -> tuple[int, ...]:
+    return (value,) * dims if isinstance(value, int) else tuple(value)
 
+
+def explicit_padding(x, padding, kernel_size, strides, *, name: str, dims: int = 3,
+                     dilation_rate=1, value: float = 0.0) -> tuple:
+    """Pads ``x`` symmetrically by ``padding`` per spatial dim (PyTorch's ``padding=``).
+
+    Returns ``(x, keras_padding)`` for the conv or pool that follows: ``"same"`` where that
+    is the same thing (stride 1, odd kernel, pad = k // 2: one op, no copy), else the
+    padded tensor and ``"valid"``. TensorFlow's ``"same"`` at stride 2 pads one more at the
+    end than at the start, which shifts every window and changes a converted network's
+    outputs (R(2+1)D-18: logits off by up to 6).
+    """
+    pads = _per_dim(padding, dims)
+    kernel, stride, dilation = (_per_dim(v, dims) for v in (kernel_size, strides, dilation_rate))
+    if all(s == 1 and p == d * (k - 1) // 2 and (d * (k - 1)) % 2 == 0
+           for p, k, s, d in zip(pads, kernel, stride, dilation)):
+        return x, "same"
+    if any(pads):
+        x = Pad(pads, value=value, name=f"{name}_pad")(x)
+    return x, "valid"
+
+
+def conv_bn_act(x, filters: int, kernel_size, *, strides=1, name: str, dims: int = 3,
+                activation: str | None = "relu", padding="same", groups: int = 1,
+                use_bn: bool = True, dilation_rate=1, use_bias: bool | None = None,
+                bn_epsilon: float = 1e-5):
+    """Conv (1D, 2D or 3D, no bias when followed by BN) -> BatchNorm -> activation.
+
+    ``padding`` is ``"same"``, ``"valid"``, or ints per spatial dim padded on both sides as
+    PyTorch does (see :func:`explicit_padding`), which converted checkpoints need.
     Layers are named ``{name}_conv``, ``{name}_bn`` and ``{name}_{activation}``.
     """
+    if not isinstance(padding, str):
+        x, padding = explicit_padding(x, padding, kernel_size, strides, name=name, dims=dims,
+                                      dilation_rate=dilation_rate)
     conv = {1: layers.Conv1D, 2: layers.Conv2D, 3: layers.Conv3D}[dims]
-    x = conv(filters, kernel_size, strides=strides, padding=padding, use_bias=not use_bn,
+    x = conv(filters, kernel_size, strides=strides, padding=padding,
+             use_bias=not use_bn if use_bias is None else use_bias,
              groups=groups, dilation_rate=dilation_rate, name=f"{name}_conv")(x)
     if use_bn:
-        x = layers.BatchNormalization(epsilon=1e-5, name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(epsilon=bn_epsilon, name=f"{name}_bn")(x)
     if activation:
         x = layers.Activation(activation, name=f"{name}_{activation}")(x)
     return x
+
+
+def max_pool(x, pool_size, *, strides, padding, name: str, dims: int = 3):
+    """Max pooling with PyTorch's symmetric ``padding`` (padded with -inf, as PyTorch does)."""
+    x, keras_padding = explicit_padding(x, padding, pool_size, strides, name=name, dims=dims,
+                                        value=float("-inf"))
+    pool = {2: layers.MaxPooling2D, 3: layers.MaxPooling3D}[dims]
+    return pool(pool_size, strides=strides, padding=keras_padding, name=name)(x)
 
 
 def depthwise_bn_act(x, kernel_size, *, strides=1, name: str, activation: str | None = "relu"):
@@ -151,6 +190,31 @@ def video_input(input_shape, modality: str = "rgb"):
 
 
 # --------------------------------------------------------------------------- layers
+
+
+@keras.saving.register_keras_serializable(package="kvid")
+class Pad(layers.Layer):
+    """Pads the spatial dims of [B, *spatial, C] by ``padding[i]`` on both sides with ``value``.
+
+    ``ZeroPadding3D`` cannot pad with -inf, which max pooling over signed inputs needs.
+    """
+
+    def __init__(self, padding: Sequence[int], value: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = tuple(int(p) for p in padding)
+        self.value = float(value)
+
+    def call(self, x):
+        return ops.pad(x, [(0, 0), *((p, p) for p in self.padding), (0, 0)],
+                       constant_values=self.value)
+
+    def compute_output_shape(self, input_shape):
+        spatial = [None if d is None else d + 2 * p
+                   for d, p in zip(input_shape[1:-1], self.padding)]
+        return (input_shape[0], *spatial, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "value": self.value}
 
 
 @keras.saving.register_keras_serializable(package="kvid")

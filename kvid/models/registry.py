@@ -18,8 +18,6 @@ For ``"rgb+flow"`` models the normalization names the RGB input's; flow is alway
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import keras
 
@@ -40,53 +38,10 @@ from kvid.models import (
     vivit,
     x3d,
 )
+from kvid.models.info import MODALITIES, PRESETS, ModelInfo, make_info
 
-MODALITIES = ("rgb", "flow", "rgb+flow")
-PRESETS = ("paper", "tiny")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the rest of kvid needs to know about one zoo model.
-
-    Attributes:
-        builder: ``build_<name>(input_shape=..., num_classes=..., **kwargs) -> keras.Model``.
-        modality: ``"rgb"``, ``"flow"`` or ``"rgb+flow"`` (a dict input ``{"rgb", "flow"}``).
-        normalization: ``"unit"``, ``"symmetric"`` or ``"imagenet"`` (see module docstring).
-        reference_input_shape: the paper's input ``(T, H, W, C)`` (a dict for two inputs).
-        temporal: whether the model can use motion (False for single-frame models).
-        description: one line.
-        paper: citation of the paper the architecture comes from.
-        reference_num_classes: classes of the dataset the published figures refer to.
-        reference_kwargs: builder kwargs of the paper's configuration (besides the defaults).
-        published_params: published parameter count (None where the paper gives none).
-        params_source: where ``published_params`` comes from.
-        tiny_input_shape, tiny_kwargs: a configuration small enough for CPU tests.
-        keywords: the builder's keyword arguments where its signature hides them behind
-            ``**kwargs`` (None: read from the signature), so unknown ones are refused by name.
-    """
-
-    builder: Callable[..., keras.Model]
-    modality: str
-    normalization: str
-    reference_input_shape: tuple | dict
-    temporal: bool
-    description: str
-    paper: str = ""
-    reference_num_classes: int = 400
-    reference_kwargs: dict = field(default_factory=dict)
-    published_params: float | None = None
-    params_source: str = ""
-    tiny_input_shape: tuple | dict = (4, 32, 32, 3)
-    tiny_kwargs: dict = field(default_factory=dict)
-    keywords: tuple[str, ...] | None = None
-
-    def __post_init__(self):
-        if self.modality not in MODALITIES:
-            raise ValueError(f"`modality` must be one of {MODALITIES}. Received: modality={self.modality!r}")
-        if self.normalization not in ("unit", "symmetric", "imagenet"):
-            raise ValueError(f"Unknown normalization. Received: normalization={self.normalization!r}")
-
+__all__ = ["MODALITIES", "MODELS", "PRESETS", "ModelInfo", "build_model", "get_model_info",
+           "list_models", "make_info"]
 
 _TINY_CNN = {"small_cnn_widths": (8, 16), "dropout": 0.0}
 _TINY_FUSION = {"width_multiplier": 1 / 16, "fc_units": (16,), "dropout": 0.0}
@@ -101,21 +56,11 @@ _RECURRENT_KEYWORDS = tuple(
     if p not in (*_SET_BY_BUILD_MODEL, "cell", "num_layers", "bidirectional"))
 
 
-def _info(builder, modality, description, paper, reference_input_shape, *, temporal=True,
-          normalization="imagenet", reference_num_classes=400, tiny_input_shape=(4, 32, 32, 3),
-          tiny_kwargs=None, **kwargs) -> ModelInfo:
-    return ModelInfo(builder=builder, modality=modality, normalization=normalization,
-                     reference_input_shape=reference_input_shape, temporal=temporal,
-                     description=description, paper=paper,
-                     reference_num_classes=reference_num_classes, tiny_input_shape=tiny_input_shape,
-                     tiny_kwargs=dict(tiny_kwargs or {}), **kwargs)
-
-
 def _frames_info(builder, description, paper, **kwargs) -> ModelInfo:
     """A model over per-frame 2D CNN features (UCF101-style reference, 224x224 frames)."""
     kwargs.setdefault("tiny_kwargs", _TINY_CNN)
     kwargs.setdefault("reference_num_classes", 101)
-    return _info(builder, "rgb", description, paper, kwargs.pop("reference_input_shape",
+    return make_info(builder, "rgb", description, paper, kwargs.pop("reference_input_shape",
                                                                    (16, 224, 224, 3)), **kwargs)
 
 
@@ -123,17 +68,17 @@ MODELS: dict[str, ModelInfo] = {
     "single_frame": _frames_info(
         fusion.build_single_frame, "2D CNN per frame, frame logits averaged: the no-motion baseline.",
         _KARPATHY, temporal=False),
-    "early_fusion": _info(
+    "early_fusion": make_info(
         fusion.build_early_fusion, "rgb", "First conv spans all frames (Karpathy early fusion).",
         _KARPATHY, (10, 170, 170, 3), reference_num_classes=487, tiny_kwargs=_TINY_FUSION),
-    "late_fusion": _info(
+    "late_fusion": make_info(
         fusion.build_late_fusion, "rgb",
         "Two shared single-frame towers 15 frames apart, merged at fc6.", _KARPATHY,
         (16, 170, 170, 3), reference_num_classes=487, tiny_kwargs=_TINY_FUSION),
-    "slow_fusion": _info(
+    "slow_fusion": make_info(
         fusion.build_slow_fusion, "rgb", "Time merged progressively by conv1-3 (4 -> 2 -> 1).",
         _KARPATHY, (10, 170, 170, 3), reference_num_classes=487, tiny_kwargs=_TINY_FUSION),
-    "multires": _info(
+    "multires": make_info(
         fusion.build_multires, "rgb", "Fovea (center, full res) + context (downsampled) towers.",
         _KARPATHY, (10, 178, 178, 3), reference_num_classes=487, tiny_kwargs=_TINY_FUSION),
     "cnn_lstm": _frames_info(recurrent.build_cnn_lstm, "LRCN: per-frame CNN features into an LSTM.",
@@ -154,27 +99,27 @@ MODELS: dict[str, ModelInfo] = {
         "Sharma et al., Action Recognition using Visual Attention, ICLR-W 2016",
         reference_input_shape=(30, 224, 224, 3),
         tiny_kwargs={**_TINY_CNN, "units": 8, "attention_penalty": 0.01}),
-    "c3d": _info(
+    "c3d": make_info(
         c3d.build_c3d, "rgb", "8 conv layers 3x3x3, 5 pools, fc6/fc7 4096.",
         "Tran et al., Learning Spatiotemporal Features with 3D ConvNets, ICCV 2015",
         (16, 112, 112, 3), reference_num_classes=487, published_params=79e6,
         params_source="Carreira & Zisserman 2017, Table 1: their C3D-style 3D-ConvNet, 79M "
                       "(400 classes); no total found for the C3D paper's own net",
         tiny_kwargs=_TINY_FUSION),
-    "i3d": _info(
+    "i3d": make_info(
         i3d.build_i3d, "rgb", "Inflated Inception-V1 (BN); no temporal pooling in pool2/pool3.",
         "Carreira & Zisserman, Quo Vadis, Action Recognition?, CVPR 2017", (64, 224, 224, 3),
         normalization="symmetric", published_params=12.5e6,
         params_source="Carreira & Zisserman 2017, Table 1: Two-Stream I3D 25M; 12.5M is half of "
                       "that (one stream), not a figure printed in the paper",
         tiny_kwargs={"width_multiplier": 1 / 16, "dropout": 0.0}),
-    "two_stream": _info(
+    "two_stream": make_info(
         two_stream.build_two_stream, "rgb+flow",
         "RGB frame CNN + stacked optical flow CNN, late score fusion.",
         "Simonyan & Zisserman, Two-Stream ConvNets for Action Recognition, NeurIPS 2014",
         {"rgb": (1, 224, 224, 3), "flow": (10, 224, 224, 2)}, reference_num_classes=101,
         tiny_input_shape=_TWO_STREAM, tiny_kwargs=_TINY_CNN),
-    "two_stream_fusion": _info(
+    "two_stream_fusion": make_info(
         two_stream.build_two_stream_fusion, "rgb+flow",
         "RGB and flow feature maps fused by 3D conv + 3D pooling at a chosen layer.",
         "Feichtenhofer et al., Convolutional Two-Stream Network Fusion, CVPR 2016",
@@ -190,14 +135,14 @@ MODELS: dict[str, ModelInfo] = {
         "feature differences, and a spatial path.",
         "Sun et al., Human Action Recognition using Factorized Spatio-Temporal ConvNets, ICCV 2015",
         reference_input_shape=(16, 204, 204, 3), tiny_kwargs={**_TINY_CNN, "temporal_channels": 8}),
-    "r2plus1d": _info(
+    "r2plus1d": make_info(
         r2plus1d.build_r2plus1d, "rgb", "R(2+1)D-18: ResNet with 3D convs split into 2D + 1D.",
         "Tran et al., A Closer Look at Spatiotemporal Convolutions, CVPR 2018", (16, 112, 112, 3),
         published_params=31.505e6,
         params_source="torchvision R2Plus1D_18_Weights.KINETICS400_V1 meta num_params 31,505,325 "
                       "(the paper's own figure was not re-checked)",
         tiny_kwargs={"depth": 10, "widths": (4, 8, 8, 16)}),
-    "t3d": _info(
+    "t3d": make_info(
         t3d.build_t3d, "rgb", "3D DenseNet-121 with temporal transition layers (depths 1, 3, 6).",
         "Diba et al., Temporal 3D ConvNets, arXiv 2017", (32, 224, 224, 3),
         tiny_kwargs={"blocks": (1, 1), "growth_rate": 4, "init_features": 8}),
@@ -211,7 +156,7 @@ MODELS: dict[str, ModelInfo] = {
         "Zhu et al., Hidden Two-Stream ConvNets for Action Recognition, ACCV 2018",
         reference_input_shape=(11, 224, 224, 3), tiny_input_shape=(3, 32, 32, 3),
         tiny_kwargs={**_TINY_CNN, "motionnet_widths": (8, 16)}),
-    "slowfast": _info(
+    "slowfast": make_info(
         slowfast.build_slowfast, "rgb", "SlowFast R50 4x16: slow and fast pathways, lateral links.",
         "Feichtenhofer et al., SlowFast Networks for Video Recognition, ICCV 2019",
         (32, 224, 224, 3), published_params=34.48e6,
@@ -219,7 +164,7 @@ MODELS: dict[str, ModelInfo] = {
                       "34.48M (34.57M is its 8x8 entry, 7x1x1 fusion kernel; 4x16 uses 5x1x1)",
         tiny_input_shape=(8, 32, 32, 3),
         tiny_kwargs={"width": 8, "beta_inv": 4, "alpha": 4, "blocks": (1, 1, 1, 1), "dropout": 0.0}),
-    "x3d": _info(
+    "x3d": make_info(
         x3d.build_x3d, "rgb", "X3D-M (variant= XS, S, M, L): depthwise 3D bottlenecks with SE.",
         "Feichtenhofer, X3D: Expanding Architectures for Efficient Video Recognition, CVPR 2020",
         (16, 224, 224, 3), published_params=3.79e6,
@@ -227,13 +172,13 @@ MODELS: dict[str, ModelInfo] = {
                       "(PySlowFast MODEL_ZOO.md: 3.8M); the paper's Table 3 figure not re-checked",
         tiny_kwargs={"width_multiplier": 0.25, "depth_factor": 0.2, "head_width": 16,
                      "dropout": 0.0}),
-    "conv3d_attention": _info(
+    "conv3d_attention": make_info(
         attention.build_conv3d_attention, "rgb",
         "R3D trunk keeping time, pooled by additive temporal attention.",
         "Bahdanau et al. 2015 attention over R3D (Tran et al. 2018) features", (16, 112, 112, 3),
         tiny_input_shape=(4, 16, 16, 3), tiny_kwargs={"depth": 10, "widths": (4, 4, 8, 8),
                                                       "attention_units": 4, "dropout": 0.0}),
-    "vivit": _info(
+    "vivit": make_info(
         vivit.build_vivit, "rgb", "ViViT-B factorised encoder: spatial ViT per frame, temporal transformer.",
         "Arnab et al., ViViT: A Video Vision Transformer, ICCV 2021", (32, 224, 224, 3),
         normalization="symmetric", published_params=115.1e6,
@@ -241,6 +186,10 @@ MODELS: dict[str, ModelInfo] = {
         tiny_kwargs={"tubelet": (2, 16, 16), "hidden": 16, "heads": 2, "mlp": 32,
                      "spatial_layers": 1, "temporal_layers": 1}),
 }
+
+# Variants that convert published checkpoints (kvid.pretrained), declared next to their builders.
+for _module in (r2plus1d,):
+    MODELS.update(_module.ZOO)
 
 
 def list_models() -> list[str]:

@@ -121,7 +121,7 @@ def evaluate_run(run_dir: str, *, data_dir: str | None = None, split: str = "tes
 
 def _attention_pngs(run, clips, output_dir: str, count: int) -> list[str]:
     """Where the soft-attention LRCN looked, step by step, for the first clips."""
-    from kvid.data.preprocess import IMAGENET_MEAN, IMAGENET_STD
+    from kvid.data.preprocess import denormalize
     from kvid.models.attention import attention_model
     from kvid.train.plots import plot_attention_maps
 
@@ -130,11 +130,7 @@ def _attention_pngs(run, clips, output_dir: str, count: int) -> list[str]:
     for inputs, labels in clips.take(1):
         _, attention = helper(inputs, training=False)
         attention = np.asarray(attention)
-        frames = np.asarray(inputs)
-        if run.normalization == "imagenet":
-            frames = frames * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN)
-        elif run.normalization == "symmetric":
-            frames = (frames + 1.0) / 2.0
+        frames = np.asarray(denormalize(inputs, run.normalization))
         for i in range(min(count, len(frames))):
             att = attention[i]
             if att.ndim == 2:  # [T, K*K] -> [T, K, K]
