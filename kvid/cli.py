@@ -12,13 +12,14 @@ import json
 import os
 import sys
 
+from kvid import validate
 from kvid.cliargs import (OneLineParser, any_int, json_object, non_negative_float,
                           positive_float, positive_int)
 
 # What the user gave is wrong (a value, a path, an existing output): exit code 2, as
 # argparse's own errors. Anything else that fails (a server, a disk) exits with 1.
 USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-                IsADirectoryError, KeyError)
+                IsADirectoryError, KeyError, validate.MissingExtra)
 
 VERBS = {
     "synth": "write the synthetic motion dataset (real mp4 videos)",
@@ -30,7 +31,8 @@ VERBS = {
     "predict": "classify a video with a served model (REST or gRPC)",
     "demo": "the whole flow on synthetic data: synth, ingest, train, evaluate, export, serve",
     "pipeline": "run or compile the TFX pipeline (pipeline/kvid.py)",
-    "models": "list the model zoo",
+    "models": "list the model zoo (and which published checkpoints convert into it)",
+    "convert": "convert a published checkpoint (torchvision, PyTorchVideo, DeepMind) to .keras",
     "native": "build the native training-crop kernel now (else built at first use)",
 }
 
@@ -95,7 +97,12 @@ def _add_train_args(p):
     p.add_argument("--label-smoothing", type=non_negative_float, default=0.0,
                    help="in [0, 1)")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU)")
-    p.add_argument("--pretrained", help="weights file to start from (.weights.h5 / .keras)")
+    p.add_argument("--pretrained", metavar="[SOURCE:]PATH",
+                   help="start from a published checkpoint of --model (torchvision:PATH, "
+                        "pytorchvideo:PATH, deepmind:PATH; `kvid models` lists them) or a kvid "
+                        ".keras file; the head is new, for the data's classes")
+    p.add_argument("--freeze-backbone", action="store_true",
+                   help="with --pretrained: train only the new head")
     runs = p.add_mutually_exclusive_group()
     runs.add_argument("--resume", action="store_true",
                       help="continue an interrupted run in --output (same model and input)")
@@ -117,7 +124,7 @@ def _train_config(args):
         optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
         warmup_epochs=args.warmup, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, mixed_precision=args.mixed_precision,
-        pretrained=args.pretrained, resume=args.resume, overwrite=args.overwrite,
+        pretrained=args.pretrained, freeze_backbone=args.freeze_backbone, resume=args.resume, overwrite=args.overwrite,
         steps_per_epoch=args.steps_per_epoch, seed=args.seed)
 
 
@@ -155,7 +162,8 @@ def _cmd_evaluate(args) -> int:
 
 
 def _add_export_args(p):
-    p.add_argument("run", help="run folder written by 'kvid train'")
+    p.add_argument("run", help="run folder written by 'kvid train', or a .keras file written "
+                               "by 'kvid convert'")
     p.add_argument("output", help="SavedModel folder, e.g. serving/models/kvid/1")
     p.add_argument("--weights", default="best", choices=("best", "last"))
     p.add_argument("--model-name", default="kvid", help="name used in warm-up requests")
@@ -204,10 +212,52 @@ def _cmd_demo(args) -> int:
 
 def _cmd_models(args) -> int:
     from kvid.models.registry import MODELS
+    from kvid.pretrained import importers_for
 
     for name, info in MODELS.items():
-        print(f"{name:24s} {info.modality:9s} {'temporal' if info.temporal else 'per-frame':9s}"
-              f" {info.description}")
+        line = (f"{name:24s} {info.modality:9s} {'temporal' if info.temporal else 'per-frame':9s}"
+                f" {info.description}")
+        for imp in importers_for(name):
+            top1 = f", Kinetics top-1 {imp.top1:.1f}%" if imp.top1 is not None else ""
+            line += f" [converts {imp.spec}{top1}]"
+        print(line)
+    return 0
+
+
+def _add_convert_args(p):
+    p.add_argument("source", metavar="SOURCE:NAME",
+                   help="the checkpoint's publisher and model, e.g. torchvision:r2plus1d_18, "
+                        "pytorchvideo:x3d_m, deepmind:i3d_rgb (`kvid models` lists them)")
+    p.add_argument("checkpoint", help="the checkpoint file you have (.pth/.pyth/.pt, "
+                                      ".safetensors, or a TF checkpoint prefix or folder)")
+    p.add_argument("-o", "--output", required=True, help="the .keras file to write")
+    p.add_argument("--clip-frames", type=positive_int,
+                   help="frames per clip the model is built for (default: the source recipe's)")
+    p.add_argument("--image-size", type=positive_int,
+                   help="frame height and width (default: the source recipe's)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+
+
+def _cmd_convert(args) -> int:
+    import time
+
+    from kvid.models.registry import get_model_info
+    from kvid.pretrained import get_importer, load_pretrained, save_converted
+
+    importer = get_importer(args.source)
+    if not os.path.exists(args.checkpoint):
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+    if os.path.exists(args.output) and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists (use --overwrite to replace it)")
+    frames, height, width, channels = get_model_info(importer.name).reference_input_shape
+    shape = (args.clip_frames or frames, args.image_size or height, args.image_size or width,
+             channels)
+    start = time.perf_counter()
+    model = load_pretrained(importer.spec, args.checkpoint, input_shape=shape)
+    save_converted(model, importer, args.output, overwrite=args.overwrite, input_shape=shape)
+    print(json.dumps({"converted": importer.spec, "output": args.output,
+                      "params": model.count_params(), "input_shape": list(shape),
+                      "seconds": round(time.perf_counter() - start, 1)}))
     return 0
 
 
@@ -262,6 +312,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     adders = {"synth": _add_synth_args, "train": _add_train_args,
               "evaluate": _add_evaluate_args, "export": _add_export_args,
               "demo": _add_demo_args, "pipeline": _add_pipeline_args, "models": lambda p: None,
+              "convert": _add_convert_args,
               "native": lambda p: None}
     only = verb
     for verb, help_text in VERBS.items():

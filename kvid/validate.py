@@ -14,6 +14,10 @@ import re
 from typing import Any
 
 
+class MissingExtra(ImportError):
+    """An optional extra the user asked for is not installed (a usage error: exit 2)."""
+
+
 def describe(*, integer: bool = False, minimum: float | None = None,
              maximum: float | None = None, exclusive: bool = False) -> str:
     """What ``number`` accepts, in words: ``an integer >= 1``, ``a finite number > 0``."""

@@ -129,7 +129,7 @@ def load_pretrained(spec: str, path: str, num_classes: int | None = None, *,
         spec: ``"source:name"``, one of :data:`IMPORTERS`.
         path: the checkpoint file (or TF checkpoint folder) the user has.
         num_classes: None keeps the source's head and classes (``label_names``); a number
-            builds a new, randomly initialized head for fine-tuning.
+            builds a new, randomly initialized head of that many classes for fine-tuning.
         input_shape: ``(T, H, W, 3)``; default the source recipe's (T, H, W may be None).
         kwargs: more builder keyword arguments (e.g. ``dropout``).
 
@@ -141,7 +141,7 @@ def load_pretrained(spec: str, path: str, num_classes: int | None = None, *,
     importer = get_importer(spec)
     info = get_model_info(importer.name)
     source_classes = len(label_names(importer.labels))
-    new_head = num_classes is not None and num_classes != source_classes
+    new_head = num_classes is not None
     model = build_model(importer.name, input_shape or info.reference_input_shape,
                         num_classes if num_classes is not None else source_classes,
                         **{**importer.kwargs, **kwargs})
@@ -151,6 +151,79 @@ def load_pretrained(spec: str, path: str, num_classes: int | None = None, *,
     assign(model, state, importer.pairs(model), source=spec,
            skip_layers=importer.head if new_head else (),
            skip_keys=importer.is_head_key if new_head else None)
+    return model
+
+
+def head_layers(model_name: str, importer: Importer | None = None) -> tuple[str, ...]:
+    """The classification head's layer names (what fine-tuning replaces and trains)."""
+    importer = importer or next(iter(importers_for(model_name)), None)
+    return importer.head if importer is not None else ("logits",)
+
+
+def freeze_backbone(model, model_name: str, freeze: bool = True, importer=None) -> None:
+    """Makes every layer but the head untrainable (BatchNorm then runs in inference mode)."""
+    if not freeze:
+        return
+    head = set(head_layers(model_name, importer))
+    missing = head - {layer.name for layer in model.layers}
+    if missing:
+        raise ValueError(f"cannot freeze the backbone of {model.name!r}: no head layer "
+                         f"{', '.join(sorted(missing))}")
+    for layer in model.layers:
+        layer.trainable = layer.name in head
+
+
+def transfer_weights(source, target, head: tuple[str, ...], *, origin: str) -> None:
+    """Copies a kvid model's weights into ``target`` by layer name, the head only where its
+    shape fits: anything else that does not fit raises :class:`CheckpointMismatch`."""
+    from kvid.pretrained.checkpoint import weighted_layers
+
+    by_name = {layer.name: layer for layer in weighted_layers(source)}
+    missing, shapes, updates = [], [], []
+    for layer in weighted_layers(target):
+        other = by_name.get(layer.name)
+        if other is None:
+            if layer.name not in head:
+                missing.append(layer.name)
+            continue
+        want = [tuple(w.shape) for w in layer.weights]
+        got = [tuple(w.shape) for w in other.weights]
+        if want != got:
+            if layer.name not in head:
+                shapes.append(f"{layer.name} {got} -> {want}")
+            continue
+        updates.append((layer, other.get_weights()))
+    if missing or shapes:
+        raise CheckpointMismatch(
+            f"{origin} does not fit {target.name}: "
+            + "; ".join(f"{len(v)} {k}: {', '.join(v[:5])}" for k, v in
+                        (("layers missing", missing), ("shape mismatch", shapes)) if v))
+    for layer, weights in updates:
+        layer.set_weights(weights)
+
+
+def pretrained_model(value: str, model_name: str, *, input_shape, num_classes: int,
+                     freeze: bool = False, **kwargs):
+    """The model ``kvid train --pretrained VALUE`` starts from: a published checkpoint
+    (``SOURCE:PATH``) or a kvid ``.keras`` file, with a new head of ``num_classes``."""
+    import keras
+
+    from kvid.models.registry import build_model
+
+    importer, path = parse_pretrained(value, model_name)
+    if importer is not None:
+        model = load_pretrained(importer.spec, path, num_classes, input_shape=input_shape,
+                                **kwargs)
+    else:
+        model = build_model(model_name, input_shape, num_classes, **kwargs)
+        if path.endswith(".keras"):
+            import kvid.models  # noqa: F401  (registers the zoo's layers for loading)
+
+            transfer_weights(keras.models.load_model(path, compile=False), model,
+                             head_layers(model_name), origin=path)
+        else:
+            model.load_weights(path)  # .weights.h5 of the same model: every shape must fit
+    freeze_backbone(model, model_name, freeze, importer)
     return model
 
 
@@ -202,7 +275,8 @@ def random_clip(input_shape, seed: int = 0, batch: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, *input_shape)).astype(np.float32)
 
 
-__all__ = ["IMPORTERS", "SOURCES", "CheckpointMismatch", "Importer", "assign", "get_importer",
-           "importers_for", "label_names", "load_pretrained", "metadata", "parse_pretrained",
-           "random_clip", "read_checkpoint", "read_metadata", "read_torch_checkpoint",
-           "save_converted", "torch_required"]
+__all__ = ["IMPORTERS", "SOURCES", "CheckpointMismatch", "Importer", "assign",
+           "freeze_backbone", "get_importer", "head_layers", "importers_for", "label_names",
+           "load_pretrained", "metadata", "parse_pretrained", "pretrained_model", "random_clip",
+           "read_checkpoint", "read_metadata", "read_torch_checkpoint", "save_converted",
+           "torch_required", "transfer_weights"]

@@ -31,7 +31,9 @@ class CheckpointMismatch(ValueError):
 
 
 def torch_required(what: str) -> ImportError:
-    return ImportError(f"{what} needs PyTorch, which kvid's main install leaves out: install "
+    from kvid.validate import MissingExtra
+
+    return MissingExtra(f"{what} needs PyTorch, which kvid's main install leaves out: install "
                        "the conversion extra with `bash scripts/install.sh --convert` "
                        "(torch, torchvision, pytorchvideo)")
 
@@ -209,8 +211,8 @@ def assign(model: keras.Model, state: dict[str, np.ndarray], pairs: Iterable[tup
         CheckpointMismatch: a layer without a pairing, a missing or unused checkpoint
             tensor, or a shape mismatch, listing the first few; nothing is set then.
     """
-    pairs = dict(pairs)
     skip_layers = set(skip_layers)
+    pairs = {k: v for k, v in pairs if k not in skip_layers}
     updates, used, missing, shapes = [], set(), [], []
     unpaired = [layer.name for layer in weighted_layers(model)
                 if layer.name not in pairs and layer.name not in skip_layers]

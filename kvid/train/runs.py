@@ -47,6 +47,23 @@ def load_run(run_dir: str, weights: str = "best") -> Run:
     return Run(config, info, model, clip_frames, image_size, normalization)
 
 
+def _export_converted(path: str, export_dir: str, *, model_name: str, top_k: int | None,
+                      overwrite: bool) -> str:
+    import kvid.models  # noqa: F401  (registers the zoo's custom layers for loading)
+    from kvid.pretrained import read_metadata
+
+    meta = read_metadata(path)
+    if meta is None:
+        raise ValueError(f"{path} is neither a run folder nor a .keras file written by "
+                         "`kvid convert` (which carries the labels and preprocessing)")
+    model = keras.models.load_model(path, compile=False)
+    return export_saved_model(
+        model, export_dir, labels=meta["labels"], clip_frames=meta["clip_frames"],
+        image_size=tuple(meta["image_size"]), normalization=meta["normalization"],
+        top_k=top_k, model_name=model_name, overwrite=overwrite,
+        extra_metadata={"model": meta["model"], "fps": meta["fps"], "source": meta["source"]})
+
+
 def first_clip(data_dir: str, split: str = "test") -> schema.Clip | None:
     """The first stored clip of a split, parsed with the schema (None if the split is empty).
 
@@ -67,8 +84,15 @@ def export_run(run_dir: str, export_dir: str, *, weights: str = "best",
                model_name: str = "kvid", top_k: int | None = None,
                overwrite: bool = False) -> str:
     """Exports a run's model (see :func:`export_saved_model`): an existing non-empty
-    ``export_dir`` is refused unless ``overwrite``, before the model is loaded."""
+    ``export_dir`` is refused unless ``overwrite``, before the model is loaded.
+
+    ``run_dir`` may also be a ``.keras`` file written by ``kvid convert``: its labels (the
+    source's classes) and preprocessing come from the file itself.
+    """
     check_export_dir(export_dir, overwrite)
+    if os.path.isfile(run_dir):
+        return _export_converted(run_dir, export_dir, model_name=model_name, top_k=top_k,
+                                 overwrite=overwrite)
     run = load_run(run_dir, weights)
     clip = first_clip(run.config.data_dir)  # a real clip makes a realistic warm-up request
     warmup = None

@@ -49,7 +49,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     mixed_precision: bool = False
+    # SOURCE:PATH (a published checkpoint of `model`, e.g. torchvision:r2plus1d_18.pth), or
+    # a kvid .keras/.weights.h5 file; the backbone starts from it, the head is new.
     pretrained: str | None = None
+    freeze_backbone: bool = False  # train only the new head (with pretrained)
     resume: bool = False
     overwrite: bool = False  # replace a run already in output_dir (else FileExistsError)
     seed: int = 0
@@ -85,6 +88,18 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1). "
                              f"Received: label_smoothing={self.label_smoothing!r}")
         validate.number("seed", self.seed, integer=True)
+        if self.freeze_backbone and not self.pretrained:
+            raise ValueError("freeze_backbone (--freeze-backbone) needs pretrained weights "
+                             "(--pretrained): a frozen random backbone learns nothing")
+        if self.pretrained:
+            from kvid.pretrained import parse_pretrained
+
+            importer, path = parse_pretrained(self.pretrained, self.model)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"pretrained weights {path} do not exist")
+            if importer is not None and importer.name != self.model:
+                raise ValueError(f"--pretrained {importer.spec} converts into model "
+                                 f"{importer.name!r}, not {self.model!r}")
         if self.resume and self.overwrite:
             raise ValueError("resume (--resume) continues the run in output_dir and overwrite "
                              "(--overwrite) replaces it: give one of them. "
@@ -353,11 +368,21 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
         gpu = bool(tf.config.list_physical_devices("GPU"))
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
     with _strategy().scope():  # built before any data is read: bad builder arguments fail now
-        model = build_model(config.model, input_shape=(clip_frames, *image_size, 3),
-                            num_classes=len(labels), preset=config.preset,
-                            **config.model_kwargs)
-        if config.pretrained:
-            model.load_weights(config.pretrained, skip_mismatch=True)
+        if config.pretrained and not resuming:
+            from kvid.pretrained import pretrained_model
+
+            model = pretrained_model(config.pretrained, config.model,
+                                     input_shape=(clip_frames, *image_size, 3),
+                                     num_classes=len(labels), freeze=config.freeze_backbone,
+                                     **config.builder_kwargs())
+        else:  # resuming restores every weight from backup/ anyway
+            model = build_model(config.model, input_shape=(clip_frames, *image_size, 3),
+                                num_classes=len(labels), preset=config.preset,
+                                **config.model_kwargs)
+            if config.pretrained:
+                from kvid.pretrained import freeze_backbone
+
+                freeze_backbone(model, config.model, config.freeze_backbone)
         compile_model(model, config, len(labels), steps)
 
     if config.overwrite or (config.resume and not resuming):  # nothing old may mix in
