@@ -39,6 +39,10 @@ class PipelineConfig:
     # the demo model's kwargs; another model starts from {} (or its preset) unless given
     model_kwargs: dict = dataclasses.field(default_factory=lambda: dict(_DEMO.model_kwargs))
     preset: str = ""  # "paper" or "tiny" builder kwargs from the registry; "" = none
+    # a published checkpoint of `model` to fine-tune from, as `kvid train --pretrained`
+    # (e.g. KVID_PRETRAINED=torchvision:/ckpt/r2plus1d_18-91a641e6.pth); "" = from scratch
+    pretrained: str = ""
+    freeze_backbone: bool = False  # with pretrained: train only the new head
     epochs: int = _DEMO.epochs
     batch_size: int = _DEMO.batch_size
     learning_rate: float = _DEMO.learning_rate

@@ -85,6 +85,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         custom_config={
             "model": config.model, "model_kwargs": config.model_kwargs,
             "preset": config.preset or None,
+            "pretrained": config.pretrained or None, "freeze_backbone": config.freeze_backbone,
             "epochs": config.epochs, "batch_size": config.batch_size,
             "learning_rate": config.learning_rate, "optimizer": config.optimizer,
             "mixed_precision": config.mixed_precision, "model_name": config.model_name,

@@ -126,7 +126,9 @@ def test_pipeline_cli_run_cache_and_threshold(tmp_path):
 def test_kubeflow_v2_compile_names_every_component(tmp_path):
     out = tmp_path / "kvid_pipeline.json"
     env = {**os.environ, "KVID_HOME": str(tmp_path / "home"), "KVID_SYNTH_CLASSES": "2",
-           "KVID_SYNTH_VIDEOS_PER_CLASS": "2", "KVID_CROP": "multiscale"}
+           "KVID_SYNTH_VIDEOS_PER_CLASS": "2", "KVID_CROP": "multiscale",
+           "KVID_MODEL": "r2plus1d_18", "KVID_PRETRAINED": "torchvision:/ckpt/r2plus1d_18.pth",
+           "KVID_FREEZE_BACKBONE": "1"}
     _run([os.path.join(BIN, "kvid"), "pipeline", "compile", "--kubeflow-v2", str(out),
           "--image", "gcr.io/example/kvid:1"], env, tmp_path)
     spec = json.load(open(out))["pipelineSpec"]
@@ -136,4 +138,7 @@ def test_kubeflow_v2_compile_names_every_component(tmp_path):
         assert any(c == name or c.startswith(name) for c in components), (name, components)
     images = json.dumps(spec["deploymentSpec"])
     assert "gcr.io/example/kvid:1" in images
-    assert '\\"crop\\": \\"multiscale\\"' in json.dumps(spec["root"])  # the Trainer's custom_config
+    root = json.dumps(spec["root"])  # the Trainer's custom_config
+    assert '\\"crop\\": \\"multiscale\\"' in root
+    assert '\\"pretrained\\": \\"torchvision:/ckpt/r2plus1d_18.pth\\"' in root
+    assert '\\"freeze_backbone\\": true' in root
