@@ -243,9 +243,10 @@ def _cmd_convert(args) -> int:
 
     from kvid.models.registry import get_model_info
     from kvid.pretrained import get_importer, load_pretrained, save_converted
+    from kvid.pretrained.checkpoint import checkpoint_exists
 
     importer = get_importer(args.source)
-    if not os.path.exists(args.checkpoint):
+    if not checkpoint_exists(args.checkpoint):
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
     if os.path.exists(args.output) and not args.overwrite:
         raise FileExistsError(f"{args.output} exists (use --overwrite to replace it)")

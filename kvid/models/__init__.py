@@ -8,10 +8,21 @@ See docs/models.md.
 
 from kvid.models.attention import attention_model
 from kvid.models.flops import count_gflops
-from kvid.models.i3d import inflate_2d_weights
+from kvid.models.inflate import inflate_2d_weights
 from kvid.models.multigrid import MultigridSchedule, fit_multigrid
 from kvid.models.recurrent import clip_logits
 from kvid.models.registry import MODELS, ModelInfo, build_model, get_model_info, list_models
+
+
+
+def __getattr__(name: str):
+    # kvid.models.load_pretrained is kvid.pretrained's (which imports this package itself).
+    if name == "load_pretrained":
+        from kvid.pretrained import load_pretrained
+
+        return load_pretrained
+    raise AttributeError(f"module 'kvid.models' has no attribute {name!r}")
+
 
 __all__ = [
     "MODELS",
@@ -25,4 +36,5 @@ __all__ = [
     "get_model_info",
     "inflate_2d_weights",
     "list_models",
+    "load_pretrained",
 ]

@@ -152,15 +152,6 @@ def max_pool(x, pool_size, *, strides, padding, name: str, dims: int = 3):
     return pool(pool_size, strides=strides, padding=keras_padding, name=name)(x)
 
 
-def depthwise_bn_act(x, kernel_size, *, strides=1, name: str, activation: str | None = "relu"):
-    """Depthwise 3D conv (:class:`DepthwiseConv3D`) -> BatchNorm -> activation."""
-    x = DepthwiseConv3D(kernel_size, strides=strides, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-5, name=f"{name}_bn")(x)
-    if activation:
-        x = layers.Activation(activation, name=f"{name}_{activation}")(x)
-    return x
-
-
 def classifier_head(x, num_classes: int, *, dropout: float = 0.0, name: str = "logits"):
     """Dropout then the float32 logits layer every zoo model ends with (mixed precision safe)."""
     if dropout:
@@ -374,51 +365,76 @@ class SamePad3D(layers.Layer):
 
 @keras.saving.register_keras_serializable(package="kvid")
 class DepthwiseConv3D(layers.Layer):
-    """Depthwise 3D convolution ("same" padding, no bias) as a sum of depthwise 2D convolutions.
+    """Depthwise 3D convolution (no bias) as a sum of depthwise 2D convolutions.
 
     ``Conv3D(groups=channels)`` computes the same thing but TensorFlow runs grouped 3D
     convolutions on the CPU hundreds of times slower (X3D-M: ~90 s per clip instead of
     ~1 s) and its profiler does not count their FLOPs. Here each temporal tap is one
     ``depthwise_conv`` over all frames (time folded into the batch). Time stride must be 1.
+    ``padding`` is ``"same"`` (TensorFlow's: asymmetric in space at stride 2) or
+    ``(pt, ph, pw)`` zeros on both sides as PyTorch pads, which converted checkpoints need.
     Kernel shape: ``(kt, kh, kw, channels, 1)``.
     """
 
-    def __init__(self, kernel_size, strides=1, kernel_initializer="glorot_uniform", **kwargs):
+    def __init__(self, kernel_size, strides=1, padding="same",
+                 kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         self.kernel_size = _triple(kernel_size)
         self.strides = _triple(strides)
-        if self.strides[0] != 1 or self.kernel_size[0] % 2 == 0:
-            raise ValueError(f"DepthwiseConv3D needs time stride 1 and an odd temporal kernel. "
-                             f"Received: kernel_size={kernel_size}, strides={strides}")
+        self.padding = padding if isinstance(padding, str) else _triple(padding)
+        if self.padding != "same" and (len(self.padding) != 3 or min(self.padding) < 0):
+            raise ValueError(f"DepthwiseConv3D padding must be 'same' or 3 ints >= 0. "
+                             f"Received: padding={padding!r}")
+        if self.strides[0] != 1 or (self.padding == "same" and self.kernel_size[0] % 2 == 0):
+            raise ValueError(f"DepthwiseConv3D needs time stride 1 and, with 'same' padding, "
+                             f"an odd temporal kernel. Received: kernel_size={kernel_size}, "
+                             f"strides={strides}")
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):
         self.kernel = self.add_weight(name="kernel", shape=(*self.kernel_size, input_shape[-1], 1),
                                       initializer=self.kernel_initializer)
 
+    def _pads(self):
+        """Explicit (time, height, width) padding and the 2D convs' own padding mode."""
+        if self.padding == "same":
+            return (self.kernel_size[0] // 2, 0, 0), "same"
+        return self.padding, "valid"
+
     def call(self, x):
-        kt, pad = self.kernel_size[0], self.kernel_size[0] // 2
+        kt = self.kernel_size[0]
+        pads, spatial_padding = self._pads()
+        if any(pads):
+            x = ops.pad(x, [(0, 0), *((p, p) for p in pads), (0, 0)])
         shape = ops.shape(x)
-        batch, frames, channels = shape[0], shape[1], x.shape[-1]
-        x = ops.pad(x, [(0, 0), (pad, pad), (0, 0), (0, 0), (0, 0)])
+        batch, frames, channels = shape[0], shape[1] - (kt - 1), x.shape[-1]
         out = None
         for tap in range(kt):
             window = x[:, tap:tap + frames]
             folded = ops.reshape(window, (-1, shape[2], shape[3], channels))
             y = ops.depthwise_conv(folded, self.kernel[tap], strides=self.strides[1:],
-                                   padding="same")
+                                   padding=spatial_padding)
             out = y if out is None else out + y
         out_shape = ops.shape(out)
         return ops.reshape(out, (batch, frames, out_shape[1], out_shape[2], channels))
 
     def compute_output_shape(self, input_shape):
         b, t, h, w, c = input_shape
-        h = None if h is None else -(-h // self.strides[1])
-        w = None if w is None else -(-w // self.strides[2])
-        return (b, t, h, w, c)
+        pads, spatial_padding = self._pads()
+        t = None if t is None else t + 2 * pads[0] - self.kernel_size[0] + 1
+
+        def size(n, i):
+            if n is None:
+                return None
+            if spatial_padding == "same":
+                return -(-n // self.strides[i])
+            return (n + 2 * pads[i] - self.kernel_size[i]) // self.strides[i] + 1
+
+        return (b, t, size(h, 1), size(w, 2), c)
 
     def get_config(self):
         return {**super().get_config(), "kernel_size": self.kernel_size, "strides": self.strides,
+                "padding": self.padding,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
 
 

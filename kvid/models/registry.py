@@ -4,15 +4,15 @@
 :func:`build_model`; the data pipeline reads :attr:`ModelInfo.modality` and
 :attr:`ModelInfo.normalization` to feed a model the inputs it expects.
 
-Normalizations (applied by the data pipeline, never inside the model):
-
-- ``"unit"``: pixels / 255, in [0, 1];
-- ``"symmetric"``: pixels / 127.5 - 1, in [-1, 1] (also the convention for flow: the x/y
-  displacement clipped to [-20, 20] pixels and divided by 20);
-- ``"imagenet"``: (pixels / 255 - mean) / std with the ImageNet RGB mean and std.
+Normalizations (applied by the data pipeline, never inside the model) are named in
+:data:`kvid.data.preprocess.NORMALIZATION_STATS`: ``"unit"`` ([0, 1]), ``"symmetric"``
+([-1, 1], also flow's: the x/y displacement clipped to [-20, 20] pixels and divided by 20),
+``"imagenet"``, and the Kinetics statistics of torchvision's (``"kinetics"``) and
+PyTorchVideo's (``"kinetics_ptv"``) video models, which their converted checkpoints need.
 
 For ``"rgb+flow"`` models the normalization names the RGB input's; flow is always
-``"symmetric"``.
+``"symmetric"``. Models that convert published checkpoints (:mod:`kvid.pretrained`) are
+declared as ``ZOO`` dicts next to their builders and merged in below.
 """
 
 from __future__ import annotations
@@ -29,9 +29,13 @@ from kvid.models import (
     fusion,
     hidden_two_stream,
     i3d,
+    mvit,
     r2plus1d,
     recurrent,
+    resnet3d,
+    s3d,
     slowfast,
+    swin3d,
     t3d,
     tsn,
     two_stream,
@@ -188,7 +192,7 @@ MODELS: dict[str, ModelInfo] = {
 }
 
 # Variants that convert published checkpoints (kvid.pretrained), declared next to their builders.
-for _module in (r2plus1d,):
+for _module in (r2plus1d, s3d, x3d, resnet3d, i3d, swin3d, slowfast, mvit):
     MODELS.update(_module.ZOO)
 
 

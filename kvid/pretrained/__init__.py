@@ -77,9 +77,12 @@ class Importer:
 
 
 def _collect() -> dict[str, Importer]:
-    from kvid.pretrained import torchvision_resnet
+    from kvid.pretrained import (deepmind_i3d, pytorchvideo_resnet, pytorchvideo_slowfast,
+                                 pytorchvideo_x3d, torchvision_mvit, torchvision_resnet,
+                                 torchvision_s3d, torchvision_swin3d)
 
-    modules = (torchvision_resnet,)
+    modules = (torchvision_resnet, torchvision_s3d, torchvision_mvit, torchvision_swin3d,
+               pytorchvideo_resnet, pytorchvideo_x3d, pytorchvideo_slowfast, deepmind_i3d)
     return {imp.spec: imp for module in modules for imp in module.IMPORTERS}
 
 

@@ -38,6 +38,11 @@ def torch_required(what: str) -> ImportError:
                        "(torch, torchvision, pytorchvideo)")
 
 
+def checkpoint_exists(path: str) -> bool:
+    """A file, a folder, or a TF checkpoint prefix (``model.ckpt`` beside ``model.ckpt.index``)."""
+    return os.path.exists(path) or _is_tf_checkpoint(path)
+
+
 def read_checkpoint(path: str) -> dict[str, np.ndarray]:
     """``{name: float32 array}`` from a PyTorch (.pt/.pth/.pyth), safetensors or TF checkpoint."""
     path = os.fspath(path)
@@ -185,6 +190,12 @@ def _converter(layer) -> Converter:
     raise TypeError(f"no checkpoint converter for {type(layer).__name__} layer {layer.name!r}")
 
 
+def conv_bn_pairs(keras_name: str, conv: str, bn: str) -> list[tuple[str, str]]:
+    """The pairs of a :func:`kvid.models.layers.conv_bn_act` block (``{name}_conv``,
+    ``{name}_bn``) with a checkpoint's conv and BatchNorm prefixes."""
+    return [(f"{keras_name}_conv", conv), (f"{keras_name}_bn", bn)]
+
+
 def weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """Layers owning weights directly (nested models flattened), in graph order."""
     out = []
@@ -197,8 +208,8 @@ def weighted_layers(model: keras.Model) -> list[keras.layers.Layer]:
 
 
 def assign(model: keras.Model, state: dict[str, np.ndarray], pairs: Iterable[tuple[str, str]],
-           *, source: str, skip_layers: Iterable[str] = (), skip_keys: Callable[[str], bool] | None = None
-           ) -> int:
+           *, source: str, skip_layers: Iterable[str] = (),
+           skip_keys: Callable[[str], bool] | None = None) -> int:
     """Sets every weight of ``model`` from ``state``; returns the number of tensors used.
 
     Args:

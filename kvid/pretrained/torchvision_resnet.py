@@ -10,34 +10,31 @@ temporal conv)``; ``downsample`` is ``Sequential(1x1x1 conv, BN)``; the head is 
 from __future__ import annotations
 
 from kvid.models.r2plus1d import RESNET_DEPTHS, VARIANTS, stage_conv_types
-from kvid.pretrained.checkpoint import weighted_layers
+from kvid.pretrained.checkpoint import conv_bn_pairs, weighted_layers
 
 _TOP1 = {"r2plus1d_18": 67.463, "r3d_18": 63.200, "mc3_18": 63.960}
 _FILES = {"r2plus1d_18": "r2plus1d_18-91a641e6.pth", "r3d_18": "r3d_18-b3b3357e.pth",
           "mc3_18": "mc3_18-a90a0ba3.pth"}
 
 
-def _conv_bn(keras_name: str, conv: str, bn: str) -> list[tuple[str, str]]:
-    return [(f"{keras_name}_conv", conv), (f"{keras_name}_bn", bn)]
-
-
 def pairs(model, conv_type: str, depth: int = 18) -> list[tuple[str, str]]:
     """Keras layer -> torchvision state-dict prefix, for every weighted layer."""
     out = []
     if conv_type == "2plus1d":
-        out += _conv_bn("stem_s", "stem.0", "stem.1") + _conv_bn("stem_t", "stem.3", "stem.4")
+        out += conv_bn_pairs("stem_s", "stem.0", "stem.1")
+        out += conv_bn_pairs("stem_t", "stem.3", "stem.4")
     else:
-        out += _conv_bn("stem", "stem.0", "stem.1")
+        out += conv_bn_pairs("stem", "stem.0", "stem.1")
     for stage, (blocks, conv) in enumerate(zip(RESNET_DEPTHS[depth], stage_conv_types(conv_type))):
         for block in range(blocks):
             k, t = f"res{stage + 2}_{block}", f"layer{stage + 1}.{block}"
             for i in (1, 2):
                 if conv == "2plus1d":
-                    out += _conv_bn(f"{k}_conv{i}_s", f"{t}.conv{i}.0.0", f"{t}.conv{i}.0.1")
-                    out += _conv_bn(f"{k}_conv{i}_t", f"{t}.conv{i}.0.3", f"{t}.conv{i}.1")
+                    out += conv_bn_pairs(f"{k}_conv{i}_s", f"{t}.conv{i}.0.0", f"{t}.conv{i}.0.1")
+                    out += conv_bn_pairs(f"{k}_conv{i}_t", f"{t}.conv{i}.0.3", f"{t}.conv{i}.1")
                 else:
-                    out += _conv_bn(f"{k}_conv{i}", f"{t}.conv{i}.0", f"{t}.conv{i}.1")
-            out += _conv_bn(f"{k}_proj", f"{t}.downsample.0", f"{t}.downsample.1")
+                    out += conv_bn_pairs(f"{k}_conv{i}", f"{t}.conv{i}.0", f"{t}.conv{i}.1")
+            out += conv_bn_pairs(f"{k}_proj", f"{t}.downsample.0", f"{t}.downsample.1")
     out.append(("logits", "fc"))
     present = {layer.name for layer in weighted_layers(model)}
     return [(k, t) for k, t in out if k in present]  # blocks without a projection

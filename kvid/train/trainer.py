@@ -93,9 +93,10 @@ class TrainConfig:
                              "(--pretrained): a frozen random backbone learns nothing")
         if self.pretrained:
             from kvid.pretrained import parse_pretrained
+            from kvid.pretrained.checkpoint import checkpoint_exists
 
             importer, path = parse_pretrained(self.pretrained, self.model)
-            if not os.path.exists(path):
+            if not checkpoint_exists(path):
                 raise FileNotFoundError(f"pretrained weights {path} do not exist")
             if importer is not None and importer.name != self.model:
                 raise ValueError(f"--pretrained {importer.spec} converts into model "

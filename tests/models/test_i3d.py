@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from kvid.models import build_model
-from kvid.models.i3d import build_i3d, build_inception_v1_2d, inflate_2d_weights
+from kvid.models import build_model, inflate_2d_weights
+from kvid.models.i3d import build_i3d, build_inception_v1_2d
 
 SMALL = {"width_multiplier": 1 / 16}
 
@@ -48,13 +48,13 @@ def test_inflated_kernel_is_repeated_and_divided():
     np.testing.assert_allclose(k3, np.repeat(k2[None] / 7, 7, axis=0), rtol=1e-6)
 
 
-def test_inflate_pairs_by_order_and_rejects_mismatch():
+def test_inflate_pairs_by_structure_and_rejects_mismatch():
     source = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="a")])
     target = keras.Sequential([keras.Input((2, 8, 8, 3)),
                                keras.layers.Conv3D(4, 3, padding="same", name="b")])
     assert inflate_2d_weights(source, target) == 1
     wrong = keras.Sequential([keras.Input((2, 8, 8, 3)), keras.layers.Conv3D(5, 3, padding="same", name="c")])
-    with pytest.raises(ValueError, match="Cannot inflate"):
+    with pytest.raises(ValueError, match="differ in structure"):
         inflate_2d_weights(source, wrong)
 
 

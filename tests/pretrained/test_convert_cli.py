@@ -79,6 +79,10 @@ def test_checkpoints_that_do_not_fit_fail_in_one_line(checkpoint, torch, tmp_pat
 
 
 def test_models_lists_importers_with_published_top1(capsys):
+    import kvid.models
+    import kvid.pretrained
+
+    assert kvid.models.load_pretrained is kvid.pretrained.load_pretrained
     assert main(["models"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "[converts torchvision:r2plus1d_18, Kinetics top-1 67.5%]" in lines["r2plus1d_18"]
