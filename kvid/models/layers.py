@@ -370,10 +370,10 @@ class DepthwiseConv3D(layers.Layer):
     ``Conv3D(groups=channels)`` computes the same thing but TensorFlow runs grouped 3D
     convolutions on the CPU hundreds of times slower (X3D-M: ~90 s per clip instead of
     ~1 s) and its profiler does not count their FLOPs. Here each temporal tap is one
-    ``depthwise_conv`` over all frames (time folded into the batch). Time stride must be 1.
-    ``padding`` is ``"same"`` (TensorFlow's: asymmetric in space at stride 2) or
-    ``(pt, ph, pw)`` zeros on both sides as PyTorch pads, which converted checkpoints need.
-    Kernel shape: ``(kt, kh, kw, channels, 1)``.
+    strided ``depthwise_conv`` over the frames it reads (time folded into the batch).
+    ``padding`` is ``"same"`` (TensorFlow's: asymmetric in space at stride 2; time stride 1)
+    or ``(pt, ph, pw)`` zeros on both sides as PyTorch pads, which converted checkpoints
+    need (any stride: ir-CSN's convs stride 2 in time). Kernel: ``(kt, kh, kw, channels, 1)``.
     """
 
     def __init__(self, kernel_size, strides=1, padding="same",
@@ -385,9 +385,9 @@ class DepthwiseConv3D(layers.Layer):
         if self.padding != "same" and (len(self.padding) != 3 or min(self.padding) < 0):
             raise ValueError(f"DepthwiseConv3D padding must be 'same' or 3 ints >= 0. "
                              f"Received: padding={padding!r}")
-        if self.strides[0] != 1 or (self.padding == "same" and self.kernel_size[0] % 2 == 0):
-            raise ValueError(f"DepthwiseConv3D needs time stride 1 and, with 'same' padding, "
-                             f"an odd temporal kernel. Received: kernel_size={kernel_size}, "
+        if self.padding == "same" and (self.strides[0] != 1 or self.kernel_size[0] % 2 == 0):
+            raise ValueError(f"DepthwiseConv3D with 'same' padding needs time stride 1 and an "
+                             f"odd temporal kernel. Received: kernel_size={kernel_size}, "
                              f"strides={strides}")
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
@@ -402,15 +402,15 @@ class DepthwiseConv3D(layers.Layer):
         return self.padding, "valid"
 
     def call(self, x):
-        kt = self.kernel_size[0]
+        kt, st = self.kernel_size[0], self.strides[0]
         pads, spatial_padding = self._pads()
         if any(pads):
             x = ops.pad(x, [(0, 0), *((p, p) for p in pads), (0, 0)])
         shape = ops.shape(x)
-        batch, frames, channels = shape[0], shape[1] - (kt - 1), x.shape[-1]
+        batch, frames, channels = shape[0], (shape[1] - kt) // st + 1, x.shape[-1]
         out = None
         for tap in range(kt):
-            window = x[:, tap:tap + frames]
+            window = x[:, tap::st][:, :frames]  # the frames tap `tap` of each output reads
             folded = ops.reshape(window, (-1, shape[2], shape[3], channels))
             y = ops.depthwise_conv(folded, self.kernel[tap], strides=self.strides[1:],
                                    padding=spatial_padding)
@@ -421,7 +421,7 @@ class DepthwiseConv3D(layers.Layer):
     def compute_output_shape(self, input_shape):
         b, t, h, w, c = input_shape
         pads, spatial_padding = self._pads()
-        t = None if t is None else t + 2 * pads[0] - self.kernel_size[0] + 1
+        t = None if t is None else (t + 2 * pads[0] - self.kernel_size[0]) // self.strides[0] + 1
 
         def size(n, i):
             if n is None:
@@ -440,3 +440,30 @@ class DepthwiseConv3D(layers.Layer):
 
 def _triple(value) -> tuple[int, int, int]:
     return (value,) * 3 if isinstance(value, int) else tuple(int(v) for v in value)
+
+
+@keras.saving.register_keras_serializable(package="kvid")
+class StochasticDepth(layers.Layer):
+    """Drops a residual branch per sample with probability ``rate`` while training and
+    rescales the kept ones by 1 / (1 - rate) (torchvision's ``StochasticDepth(mode="row")``);
+    the identity at inference."""
+
+    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate = float(rate)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, x, training=None):
+        if not training or self.rate == 0.0:
+            return x
+        keep = 1.0 - self.rate
+        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
+        mask = ops.cast(keras.random.uniform(shape, seed=self.seed_generator) < keep, x.dtype)
+        return x * mask / keep
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}

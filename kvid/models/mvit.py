@@ -35,6 +35,7 @@ from keras import layers, ops
 from kvid.models.info import make_info
 from kvid.models.layers import (
     SliceAxis,
+    StochasticDepth,
     check_input_shape,
     check_int_tuple,
     check_positive_float,
@@ -388,30 +389,6 @@ class PoolingAttention(layers.Layer):
                 "rel_pos": self.rel_pos, "spatial_dim": self.spatial_dim,
                 "temporal_dim": self.temporal_dim, "residual_pool": self.residual_pool,
                 "residual_with_cls_embed": self.residual_with_cls_embed}
-
-
-@keras.saving.register_keras_serializable(package="kvid")
-class StochasticDepth(layers.Layer):
-    """Drops a residual branch per sample with probability ``rate`` while training and
-    rescales the kept ones by 1 / (1 - rate) (torchvision's ``StochasticDepth(mode="row")``);
-    the identity at inference."""
-
-    def __init__(self, rate: float, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.rate = float(rate)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, x, training=None):
-        if not training or self.rate == 0.0:
-            return x
-        keep = 1.0 - self.rate
-        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
-        mask = ops.cast(keras.random.uniform(shape, seed=self.seed_generator) < keep, x.dtype)
-        return x * mask / keep
-
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
 # --------------------------------------------------------------------------- model

@@ -24,10 +24,11 @@ from __future__ import annotations
 import functools
 
 import keras
-from keras import layers, ops
+from keras import layers
 
 from kvid.models.info import ModelInfo, make_info
 from kvid.models.layers import (
+    DepthwiseConv3D,
     check_input_shape,
     check_int_tuple,
     check_positive_int,
@@ -59,61 +60,6 @@ VARIANTS = {
 }
 
 
-@keras.saving.register_keras_serializable(package="kvid")
-class ChannelSeparatedConv3D(layers.Layer):
-    """Depthwise 3D convolution (no bias) with PyTorch's symmetric ``padding`` and any stride.
-
-    ir-CSN's 3x3x3 depthwise convs stride 2 in time as well as space, which
-    :class:`kvid.models.layers.DepthwiseConv3D` (time stride 1) cannot, and
-    ``Conv3D(groups=channels)`` runs hundreds of times slower on TensorFlow's CPU. Each
-    temporal tap here is one strided ``depthwise_conv`` over the frames it reads (time folded
-    into the batch) of the zero-padded input. Kernel shape ``(kt, kh, kw, channels, 1)``.
-    """
-
-    def __init__(self, kernel_size, strides=1, padding=0, kernel_initializer="glorot_uniform",
-                 **kwargs):
-        super().__init__(**kwargs)
-        self.kernel_size = _triple(kernel_size)
-        self.strides = _triple(strides)
-        self.padding = _triple(padding)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight(name="kernel", shape=(*self.kernel_size, input_shape[-1], 1),
-                                      initializer=self.kernel_initializer)
-
-    def call(self, x):
-        x = ops.pad(x, [(0, 0), *((p, p) for p in self.padding), (0, 0)])
-        kt, st = self.kernel_size[0], self.strides[0]
-        shape = ops.shape(x)
-        batch, channels = shape[0], x.shape[-1]
-        frames = (shape[1] - kt) // st + 1
-        out = None
-        for tap in range(kt):
-            window = x[:, tap::st][:, :frames]  # the frames tap `tap` of each output reads
-            folded = ops.reshape(window, (-1, shape[2], shape[3], channels))
-            y = ops.depthwise_conv(folded, self.kernel[tap], strides=self.strides[1:],
-                                   padding="valid")
-            out = y if out is None else out + y
-        out_shape = ops.shape(out)
-        return ops.reshape(out, (batch, frames, out_shape[1], out_shape[2], channels))
-
-    def compute_output_shape(self, input_shape):
-        dims = [None if n is None else (n + 2 * p - k) // s + 1
-                for n, k, s, p in zip(input_shape[1:4], self.kernel_size, self.strides,
-                                      self.padding)]
-        return (input_shape[0], *dims, input_shape[-1])
-
-    def get_config(self):
-        return {**super().get_config(), "kernel_size": self.kernel_size, "strides": self.strides,
-                "padding": self.padding,
-                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer)}
-
-
-def _triple(value) -> tuple[int, int, int]:
-    return (int(value),) * 3 if isinstance(value, int) else tuple(int(v) for v in value)
-
-
 def bottleneck_block(x, width: int, *, kernel_a_t: int, kernel_b_t: int, strides, depthwise: bool,
                      name: str):
     """``conv_a`` (kt x1x1) -> ``conv_b`` (kb x3x3, strided) -> ``conv_c`` (1x1x1, 4x width),
@@ -128,8 +74,7 @@ def bottleneck_block(x, width: int, *, kernel_a_t: int, kernel_b_t: int, strides
                     name=f"{name}_a")
     b_kernel, b_pad = (kernel_b_t, 3, 3), (kernel_b_t // 2, 1, 1)
     if depthwise:
-        y = ChannelSeparatedConv3D(b_kernel, strides=strides, padding=b_pad,
-                                   name=f"{name}_b_conv")(y)
+        y = DepthwiseConv3D(b_kernel, strides=strides, padding=b_pad, name=f"{name}_b_conv")(y)
         y = layers.BatchNormalization(epsilon=1e-5, name=f"{name}_b_bn")(y)
         y = layers.Activation("relu", name=f"{name}_b_relu")(y)
     else:

@@ -29,6 +29,7 @@ from keras import layers, ops
 
 from kvid.models.info import ModelInfo, make_info
 from kvid.models.layers import (
+    StochasticDepth,
     check_input_shape,
     check_int_tuple,
     check_positive_float,
@@ -187,32 +188,6 @@ class SwinPatchMerging(layers.Layer):
                 4 * c)
 
 
-@keras.saving.register_keras_serializable(package="kvid")
-class SwinStochasticDepth(layers.Layer):
-    """Drops a residual branch per sample while training (torchvision's
-    ``StochasticDepth(p, "row")``: the survivors scaled by 1/(1-p)); identity at inference."""
-
-    def __init__(self, rate: float, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.rate = float(rate)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, x, training=None):
-        if not training or self.rate == 0.0:
-            return x
-        keep = 1.0 - self.rate
-        shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
-        noise = keras.random.uniform(shape, seed=self.seed_generator, dtype=x.dtype)
-        return x * ops.floor(keep + noise) / keep
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape)
-
-    def get_config(self):
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
-
-
 # --------------------------------------------------------------------------- model
 
 
@@ -226,13 +201,13 @@ def swin_block(x, *, heads: int, window, shift, mlp_ratio: float, drop: float, n
     y = _layer_norm(f"{name}_norm1")(x)
     y = SwinWindowAttention3D(heads, window, shift, name=f"{name}_attn")(y)
     if drop:
-        y = SwinStochasticDepth(drop, name=f"{name}_drop_attn")(y)
+        y = StochasticDepth(drop, name=f"{name}_drop_attn")(y)
     x = layers.Add(name=f"{name}_add1")([x, y])
     y = _layer_norm(f"{name}_norm2")(x)
     y = layers.Dense(int(dim * mlp_ratio), activation="gelu", name=f"{name}_mlp_fc1")(y)
     y = layers.Dense(dim, name=f"{name}_mlp_fc2")(y)
     if drop:
-        y = SwinStochasticDepth(drop, name=f"{name}_drop_mlp")(y)
+        y = StochasticDepth(drop, name=f"{name}_drop_mlp")(y)
     return layers.Add(name=f"{name}_add2")([x, y])
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable
 import keras
 import numpy as np
 
+from kvid.models.layers import DepthwiseConv3D
+
 # Wrappers publishers put around a state dict: PySlowFast/PyTorchVideo "model_state",
 # Lightning and MMAction2 "state_dict", others "model".
 _WRAPPERS = ("model_state", "state_dict", "model", "module")
@@ -171,10 +173,16 @@ def _layer_norm(layer, state, prefix):
     return [state[f"{prefix}.{n}"] for n in names], [f"{prefix}.{n}" for n in names]
 
 
+def _depthwise(layer, state, prefix):
+    """A grouped conv with one group per channel ``(C, 1, kt, kh, kw)`` -> ``(kt, kh, kw, C, 1)``."""
+    w = state[f"{prefix}.weight"]
+    return [np.transpose(w, (2, 3, 4, 0, 1)) if w.ndim == 5 else w], [f"{prefix}.weight"]
+
+
 CONVERTERS: dict[type, Converter] = {
     keras.layers.Conv1D: _conv, keras.layers.Conv2D: _conv, keras.layers.Conv3D: _conv,
     keras.layers.Dense: _dense, keras.layers.BatchNormalization: _batch_norm,
-    keras.layers.LayerNormalization: _layer_norm,
+    keras.layers.LayerNormalization: _layer_norm, DepthwiseConv3D: _depthwise,
 }
 
 

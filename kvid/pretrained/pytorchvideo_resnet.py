@@ -12,10 +12,8 @@ the head, ``ResNetBasicHead`` with the Linear ``proj``. A stage's ``res_blocks.{
 
 from __future__ import annotations
 
-import numpy as np
-
-from kvid.models.resnet3d import VARIANTS, ChannelSeparatedConv3D
-from kvid.pretrained.checkpoint import register_converter, weighted_layers
+from kvid.models.resnet3d import VARIANTS
+from kvid.pretrained.checkpoint import weighted_layers
 from kvid.pretrained.torchvision_resnet import channels_first
 
 # pytorchvideo docs/source/model_zoo.md, Kinetics-400 table: top-1 (%), GFLOPs of one view.
@@ -23,17 +21,6 @@ _ZOO = {"slow_r50": (74.58, 54.52, "SLOW_8x8_R50.pyth", "8x8"),
         "c2d_r50": (71.46, 25.89, "C2D_8x8_R50.pyth", "8x8"),
         "i3d_r50": (73.27, 37.53, "I3D_8x8_R50.pyth", "8x8"),
         "csn_r101": (77.00, 75.62, "CSN_32x2_R101.pyth", "32x2")}
-
-
-def depthwise_conv3d(layer, state, prefix):
-    """PyTorch's grouped conv weight ``(C, 1, kt, kh, kw)`` -> ``(kt, kh, kw, C, 1)``: the
-    kernel layout of :class:`ChannelSeparatedConv3D` (and of ``layers.DepthwiseConv3D``)."""
-    w = state[f"{prefix}.weight"]
-    kernel = np.transpose(w, (2, 3, 4, 0, 1)) if w.ndim == 5 else w  # else: a shape mismatch
-    return [kernel], [f"{prefix}.weight"]
-
-
-register_converter(ChannelSeparatedConv3D, depthwise_conv3d)
 
 
 def res_block_pairs(keras_name: str, ptv_prefix: str) -> list[tuple[str, str]]:

@@ -19,25 +19,12 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from kvid.models.layers import DepthwiseConv3D
 from kvid.models.x3d import BASE_DEPTHS, X3D_VARIANTS
-from kvid.pretrained.checkpoint import register_converter
 from kvid.pretrained.torchvision_resnet import channels_first
 
 # pytorchvideo's hub docstrings (hub/x3d.py) and docs/source/model_zoo.md (XS, S, M).
 _TOP1 = {"XS": 69.12, "S": 73.33, "M": 75.94, "L": 77.44}
 _POST_CONV = "blocks.5.pool.post_conv.weight"
-
-
-def _depthwise(layer, state, prefix):
-    """torch depthwise ``(C, 1, kt, kh, kw)`` -> :class:`DepthwiseConv3D` ``(kt, kh, kw, C, 1)``."""
-    w = state[f"{prefix}.weight"]
-    return [np.transpose(w, (2, 3, 4, 0, 1))], [f"{prefix}.weight"]
-
-
-register_converter(DepthwiseConv3D, _depthwise)
 
 
 def convert_state(state: dict) -> dict:

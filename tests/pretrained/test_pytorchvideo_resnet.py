@@ -53,9 +53,9 @@ def test_another_variants_checkpoint_is_refused(pytorchvideo, tmp_path):
     ((1, 5, 8, 8, 4), (3, 3, 3), (1, 1, 1), (1, 1, 1)),
     ((1, 6, 9, 7, 3), (5, 3, 1), (1, 2, 1), (2, 0, 0)),
 ])
-def test_channel_separated_conv_equals_torch_grouped_conv(torch, shape, kernel, strides, padding):
-    from kvid.models.resnet3d import ChannelSeparatedConv3D
-    from kvid.pretrained.pytorchvideo_resnet import depthwise_conv3d
+def test_depthwise_conv_equals_torch_grouped_conv(torch, shape, kernel, strides, padding):
+    from kvid.models.layers import DepthwiseConv3D
+    from kvid.pretrained.checkpoint import CONVERTERS
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32)
@@ -64,9 +64,10 @@ def test_channel_separated_conv_equals_torch_grouped_conv(torch, shape, kernel, 
                            groups=channels, bias=False)
     with torch.no_grad():
         expected = conv(torch.from_numpy(x).permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1).numpy()
-    layer = ChannelSeparatedConv3D(kernel, strides=strides, padding=padding)
+    layer = DepthwiseConv3D(kernel, strides=strides, padding=padding)
     layer(x)  # builds it
-    arrays, used = depthwise_conv3d(layer, {"w.weight": conv.weight.detach().numpy()}, "w")
+    arrays, used = CONVERTERS[DepthwiseConv3D](layer, {"w.weight": conv.weight.detach().numpy()},
+                                               "w")
     layer.set_weights(arrays)
     assert used == ["w.weight"]
     got = np.asarray(layer(x))
