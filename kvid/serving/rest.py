@@ -441,8 +441,10 @@ class RestServer:
                                                     start_ns=start_ns))
         return _json_response(status, out)
 
-    def _too_large(self, size: int) -> _ClientError:
-        return _ClientError(413, f"Request body of {size} bytes is larger than the limit of "
+    def _too_large(self, size: int, *, so_far: bool = False) -> _ClientError:
+        """``so_far``: a streamed body, refused once the bytes received pass the limit."""
+        amount = f"at least {size}" if so_far else f"{size}"
+        return _ClientError(413, f"Request body of {amount} bytes is larger than the limit of "
                                  f"{self.max_body_bytes} bytes (--max_body_bytes)")
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
@@ -468,7 +470,7 @@ class RestServer:
                         break
                     total += len(chunk)
                     if total > self.max_body_bytes:
-                        raise self._too_large(total)
+                        raise self._too_large(total, so_far=True)
                     chunks.append(chunk)
             if length is not None and total < length:  # the client ended its side early
                 raise _ClientError(400, f"The request body ended after {total} of the "
