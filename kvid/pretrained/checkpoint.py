@@ -133,6 +133,28 @@ def _as_float32(state: dict) -> dict[str, np.ndarray]:
             for k, v in state.items()}
 
 
+# --------------------------------------------------------------------------- references
+
+
+def channels_first(clip):
+    """[B, T, H, W, C] numpy -> the [B, C, T, H, W] tensor torch video models take."""
+    import torch
+
+    return torch.from_numpy(clip).permute(0, 4, 1, 2, 3).contiguous()
+
+
+def torchvision_video(name: str):
+    """A builder of ``torchvision.models.video.<name>`` with random weights, in eval mode
+    (an importer's ``reference``)."""
+
+    def reference():
+        from torchvision.models import video
+
+        return getattr(video, name)(weights=None).eval()
+
+    return reference
+
+
 # --------------------------------------------------------------------------- assigning
 
 # One converter per Keras layer class: (layer, state, prefix) -> (arrays in the order of
@@ -174,7 +196,7 @@ def _layer_norm(layer, state, prefix):
 
 
 def _depthwise(layer, state, prefix):
-    """A grouped conv with one group per channel ``(C, 1, kt, kh, kw)`` -> ``(kt, kh, kw, C, 1)``."""
+    """A grouped conv, one group per channel: ``(C, 1, kt, kh, kw)`` -> ``(kt, kh, kw, C, 1)``."""
     w = state[f"{prefix}.weight"]
     return [np.transpose(w, (2, 3, 4, 0, 1)) if w.ndim == 5 else w], [f"{prefix}.weight"]
 

@@ -13,8 +13,7 @@ the head, ``ResNetBasicHead`` with the Linear ``proj``. A stage's ``res_blocks.{
 from __future__ import annotations
 
 from kvid.models.resnet3d import VARIANTS
-from kvid.pretrained.checkpoint import weighted_layers
-from kvid.pretrained.torchvision_resnet import channels_first
+from kvid.pretrained.checkpoint import channels_first, weighted_layers
 
 # pytorchvideo docs/source/model_zoo.md, Kinetics-400 table: top-1 (%), GFLOPs of one view.
 _ZOO = {"slow_r50": (74.58, 54.52, "SLOW_8x8_R50.pyth", "8x8"),

@@ -13,7 +13,7 @@ The hub's ``.pyth`` files nest the state dict under ``"model_state"``.
 from __future__ import annotations
 
 from kvid.models.slowfast import RESNET_BOTTLENECK_DEPTHS, VARIANTS, slow_frame_indices
-from kvid.pretrained.checkpoint import conv_bn_pairs
+from kvid.pretrained.checkpoint import channels_first, conv_bn_pairs
 
 # pytorchvideo docs/source/model_zoo.md, Kinetics-400 table (the hub docstrings say 76.4 for
 # R50 and 77.9 for R101).
@@ -52,7 +52,7 @@ def pack_pathways(clip, alpha: int = 4):
     frames (the frames kvid's model takes itself, :func:`slow_frame_indices`)."""
     import torch
 
-    fast = torch.from_numpy(clip).permute(0, 4, 1, 2, 3).contiguous()
+    fast = channels_first(clip)
     index = torch.linspace(0, fast.shape[2] - 1, fast.shape[2] // alpha).long()
     if index.tolist() != slow_frame_indices(fast.shape[2], alpha).tolist():
         raise RuntimeError(f"kvid's slow frames differ from torch.linspace's: {index.tolist()}")

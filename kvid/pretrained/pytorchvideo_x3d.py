@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 from kvid.models.x3d import BASE_DEPTHS, X3D_VARIANTS
-from kvid.pretrained.torchvision_resnet import channels_first
+from kvid.pretrained.checkpoint import channels_first
 
 # pytorchvideo's hub docstrings (hub/x3d.py) and docs/source/model_zoo.md (XS, S, M).
 _TOP1 = {"XS": 69.12, "S": 73.33, "M": 75.94, "L": 77.44}

@@ -26,7 +26,7 @@ from kvid.models.mvit import (
     TokenPool,
     block_specs,
 )
-from kvid.pretrained.checkpoint import register_converter
+from kvid.pretrained.checkpoint import channels_first, register_converter, torchvision_video
 
 _TOP1 = {"mvit_v2_s": 80.757, "mvit_v1_b": 78.477}
 _FILES = {"mvit_v2_s": "mvit_v2_s-ae3be167.pth", "mvit_v1_b": "mvit_v1_b-dbeb1030.pth"}
@@ -90,27 +90,16 @@ def reference(name: str, temporal_size: int = 16, spatial_size=(224, 224)):
     return mvit._mvit(**captured).eval()
 
 
-def channels_first(clip):
-    """[B, T, H, W, C] numpy -> the [B, C, T, H, W] tensor torchvision's models take."""
-    import torch
-
-    return torch.from_numpy(clip).permute(0, 4, 1, 2, 3).contiguous()
-
-
 def _importer(name: str):
     from kvid.pretrained import Importer
-
-    def published():
-        from torchvision.models import video
-
-        return getattr(video, name)(weights=None).eval()
 
     return Importer(
         source="torchvision", name=name, pairs=lambda model: pairs(model, name),
         head=("logits",), head_prefixes=("head",), top1=_TOP1[name],
         top1_source=f"torchvision {name} KINETICS400_V1 meta acc@1 (video level: 5 clips of "
         "16 frames at 7.5 fps)",
-        reference=published, reference_inputs=channels_first, checkpoint_name=_FILES[name])
+        reference=torchvision_video(name), reference_inputs=channels_first,
+        checkpoint_name=_FILES[name])
 
 
 IMPORTERS = [_importer(name) for name in VARIANTS]

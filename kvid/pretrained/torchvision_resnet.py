@@ -10,7 +10,8 @@ temporal conv)``; ``downsample`` is ``Sequential(1x1x1 conv, BN)``; the head is 
 from __future__ import annotations
 
 from kvid.models.r2plus1d import RESNET_DEPTHS, VARIANTS, stage_conv_types
-from kvid.pretrained.checkpoint import conv_bn_pairs, weighted_layers
+from kvid.pretrained.checkpoint import (channels_first, conv_bn_pairs, torchvision_video,
+                                        weighted_layers)
 
 _TOP1 = {"r2plus1d_18": 67.463, "r3d_18": 63.200, "mc3_18": 63.960}
 _FILES = {"r2plus1d_18": "r2plus1d_18-91a641e6.pth", "r3d_18": "r3d_18-b3b3357e.pth",
@@ -40,28 +41,17 @@ def pairs(model, conv_type: str, depth: int = 18) -> list[tuple[str, str]]:
     return [(k, t) for k, t in out if k in present]  # blocks without a projection
 
 
-def channels_first(clip):
-    """[B, T, H, W, C] numpy -> the [B, C, T, H, W] tensor torchvision's models take."""
-    import torch
-
-    return torch.from_numpy(clip).permute(0, 4, 1, 2, 3).contiguous()
-
-
 def _importer(name: str):
     from kvid.pretrained import Importer
 
     conv_type = VARIANTS[name]["conv_type"]
 
-    def reference():
-        from torchvision.models import video
-
-        return getattr(video, name)(weights=None).eval()
-
     return Importer(
         source="torchvision", name=name, pairs=lambda model: pairs(model, conv_type),
         top1=_TOP1[name], top1_source=f"torchvision {name} KINETICS400_V1 meta acc@1 "
         "(video level: 5 clips of 16 frames at 15 fps)",
-        reference=reference, reference_inputs=channels_first, checkpoint_name=_FILES[name])
+        reference=torchvision_video(name), reference_inputs=channels_first,
+        checkpoint_name=_FILES[name])
 
 
 IMPORTERS = [_importer(name) for name in VARIANTS]

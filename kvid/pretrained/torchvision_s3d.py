@@ -11,7 +11,7 @@ pool, ``.1`` unit). The head is ``classifier = Sequential(Dropout, Conv3d 1x1x1)
 from __future__ import annotations
 
 from kvid.models.i3d import INCEPTION_V1
-from kvid.pretrained.torchvision_resnet import channels_first
+from kvid.pretrained.checkpoint import channels_first, torchvision_video
 
 TOP1 = 68.368
 CHECKPOINT = "s3d-d76dad2f.pth"
@@ -51,12 +51,6 @@ def squeeze_classifier(state: dict) -> dict:
     return state
 
 
-def reference():
-    from torchvision.models import video
-
-    return video.s3d(weights=None).eval()
-
-
 def _importer():
     from kvid.pretrained import Importer
 
@@ -65,7 +59,8 @@ def _importer():
         head_prefixes=("classifier",), top1=TOP1,
         top1_source="torchvision s3d KINETICS400_V1 meta acc@1 (clip level: 1 clip of 128 "
                     "frames at 15 fps)",
-        reference=reference, reference_inputs=channels_first, checkpoint_name=CHECKPOINT,
+        reference=torchvision_video("s3d"), reference_inputs=channels_first,
+        checkpoint_name=CHECKPOINT,
         convert_state=squeeze_classifier)
 
 

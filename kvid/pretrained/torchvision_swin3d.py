@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from kvid.models.swin3d import VARIANTS, SwinWindowAttention3D
-from kvid.pretrained.checkpoint import CheckpointMismatch, register_converter
+from kvid.pretrained.checkpoint import (CheckpointMismatch, channels_first, register_converter,
+                                        torchvision_video)
 
 # Weights meta acc@1 (KINETICS400_V1) and _ops (GFLOPs at 32x224x224) in torchvision 0.29.
 _TOP1 = {"swin3d_t": 77.715, "swin3d_s": 79.521, "swin3d_b": 79.427}
@@ -53,29 +54,18 @@ def pairs(model, depths) -> list[tuple[str, str]]:
     return out + [("norm", "norm"), ("logits", "head")]
 
 
-def channels_first(clip):
-    """[B, T, H, W, C] numpy -> the [B, C, T, H, W] tensor torchvision's models take."""
-    import torch
-
-    return torch.from_numpy(clip).permute(0, 4, 1, 2, 3).contiguous()
-
-
 def _importer(name: str):
     from kvid.pretrained import Importer
 
     depths = VARIANTS[name]["depths"]
-
-    def reference():
-        from torchvision.models import video
-
-        return getattr(video, name)(weights=None).eval()
 
     return Importer(
         source="torchvision", name=name, pairs=lambda model: pairs(model, depths),
         head_prefixes=("head",), top1=_TOP1[name],
         top1_source=f"torchvision {name} KINETICS400_V1 meta acc@1 (video level: 12 clips "
         "of 32 frames at 15 fps)",
-        reference=reference, reference_inputs=channels_first, checkpoint_name=_FILES[name])
+        reference=torchvision_video(name), reference_inputs=channels_first,
+        checkpoint_name=_FILES[name])
 
 
 IMPORTERS = [_importer(name) for name in VARIANTS]
