@@ -103,6 +103,9 @@ def _add_train_args(p):
                         ".keras file; the head is new, for the data's classes")
     p.add_argument("--freeze-backbone", action="store_true",
                    help="with --pretrained: train only the new head")
+    p.add_argument("--backbone-lr-scale", type=positive_float, default=1.0, metavar="S",
+                   help="with --pretrained: the backbone trains at --lr x S (e.g. 0.1), the "
+                        "new head at --lr")
     runs = p.add_mutually_exclusive_group()
     runs.add_argument("--resume", action="store_true",
                       help="continue an interrupted run in --output (same model and input)")
@@ -124,7 +127,8 @@ def _train_config(args):
         optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
         warmup_epochs=args.warmup, weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing, mixed_precision=args.mixed_precision,
-        pretrained=args.pretrained, freeze_backbone=args.freeze_backbone, resume=args.resume, overwrite=args.overwrite,
+        pretrained=args.pretrained, freeze_backbone=args.freeze_backbone,
+        backbone_lr_scale=args.backbone_lr_scale, resume=args.resume, overwrite=args.overwrite,
         steps_per_epoch=args.steps_per_epoch, seed=args.seed)
 
 

@@ -110,12 +110,16 @@ def _is_tf_checkpoint(path: str) -> bool:
 
 def read_tf_checkpoint(path: str) -> dict[str, np.ndarray]:
     """Every variable of a TF checkpoint (a prefix, its ``.index`` file or a folder holding
-    one, e.g. DeepMind's ``rgb_imagenet/model.ckpt``)."""
+    one, e.g. DeepMind's ``rgb_imagenet/model.ckpt``), or of a SavedModel / TF1 Hub module
+    folder (its ``variables/variables`` checkpoint)."""
     import tensorflow as tf
 
     if path.endswith(".index"):
         path = path[: -len(".index")]
-    if os.path.isdir(path):
+    saved_model = os.path.join(path, "variables", "variables")
+    if os.path.isdir(path) and os.path.exists(saved_model + ".index"):
+        path = saved_model
+    elif os.path.isdir(path):
         found = tf.train.latest_checkpoint(path)
         if found is None:
             indexes = sorted(f for f in os.listdir(path) if f.endswith(".index"))

@@ -12,7 +12,9 @@ is ``Logits/Conv3d_0c_1x1/conv_3d/{w,b}``. The Kinetics-400 files put them under
 ``reshape=True``). One quirk of DeepMind's i3d.py is kept: Mixed_5b's Branch_2 3x3x3 conv
 is named ``Conv3d_0a_3x3``.
 
-The TF-Hub module form of these weights is not read here.
+The same weights as a TF1 Hub module or SavedModel folder (``saved_model.pb`` beside
+``variables/``) are read from its variables; a scope around DeepMind's (a graph that
+imported the module as ``module/``) is dropped, DeepMind's own scope is still required.
 """
 
 from __future__ import annotations
@@ -71,15 +73,31 @@ def pairs(scope: str) -> list[tuple[str, str]]:
     return out + [("logits", f"{scope}{HEAD_UNIT}/conv_3d")]
 
 
-def convert_state(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+STEM = "Conv3d_1a_7x7/conv_3d/w"
+
+
+def _outer_scope(state: dict, scope: str) -> str:
+    """What precedes ``scope`` in the stem's name (``""`` in DeepMind's files)."""
+    for key in state:
+        if key.endswith(scope + STEM):
+            return key[: -len(scope + STEM)]
+    return ""
+
+
+def convert_state(state: dict[str, np.ndarray], scope: str = "") -> dict[str, np.ndarray]:
     """Sonnet's names and layouts -> the ``.weight``/``.bias``/``.running_*`` convention
     :func:`kvid.pretrained.checkpoint.assign` pairs by (conv kernels channels-first).
 
-    Optimizer slots (``.../Momentum``) are dropped; any other unknown tensor is kept as it
-    is, so :func:`assign` reports it as unexpected.
+    Optimizer slots (``.../Momentum``) and ``global_step`` are dropped; any other unknown
+    tensor is kept as it is, so :func:`assign` reports it as unexpected.
     """
+    outer = _outer_scope(state, scope)
     out = {}
     for key, value in state.items():
+        if outer and key.startswith(outer):
+            key = key[len(outer):]
+        if key == "global_step":
+            continue
         parent, _, leaf = key.rpartition("/")
         if leaf == "Momentum":
             continue
@@ -105,7 +123,8 @@ def _importer(name: str):
         source="deepmind", name=name, pairs=lambda model: pairs(scope), head=("logits",),
         head_prefixes=(f"{scope}{HEAD_UNIT}/conv_3d",), labels=labels, top1=top1,
         top1_source=_TOP1_SOURCE[name], reference=None, reference_inputs=None,
-        checkpoint_name=checkpoint, convert_state=convert_state)
+        checkpoint_name=checkpoint,
+        convert_state=lambda state: convert_state(state, scope))
 
 
 IMPORTERS = [_importer(name) for name in _CHECKPOINTS]

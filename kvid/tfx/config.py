@@ -43,6 +43,7 @@ class PipelineConfig:
     # (e.g. KVID_PRETRAINED=torchvision:/ckpt/r2plus1d_18-91a641e6.pth); "" = from scratch
     pretrained: str = ""
     freeze_backbone: bool = False  # with pretrained: train only the new head
+    backbone_lr_scale: float = 1.0  # with pretrained: the backbone's rate = learning_rate x this
     epochs: int = _DEMO.epochs
     batch_size: int = _DEMO.batch_size
     learning_rate: float = _DEMO.learning_rate
@@ -62,7 +63,10 @@ class PipelineConfig:
     def __post_init__(self):
         from kvid.data.augment import AugmentConfig
 
+        from kvid import validate
+
         AugmentConfig(crop=self.crop)  # an unknown crop: the same clear error, now
+        validate.positive("backbone_lr_scale", self.backbone_lr_scale)
 
     @property
     def pipeline_root(self) -> str:

@@ -86,6 +86,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
             "model": config.model, "model_kwargs": config.model_kwargs,
             "preset": config.preset or None,
             "pretrained": config.pretrained or None, "freeze_backbone": config.freeze_backbone,
+            "backbone_lr_scale": config.backbone_lr_scale,
             "epochs": config.epochs, "batch_size": config.batch_size,
             "learning_rate": config.learning_rate, "optimizer": config.optimizer,
             "mixed_precision": config.mixed_precision, "model_name": config.model_name,

@@ -30,6 +30,7 @@ class Run:
 def load_run(run_dir: str, weights: str = "best") -> Run:
     """Loads ``best.keras`` (or ``last.keras``) with the run's config and dataset info."""
     import kvid.models  # noqa: F401  (registers the zoo's custom layers for loading)
+    import kvid.train.optim  # noqa: F401  (and the fine-tuning optimizers)
     from kvid.data import load_dataset_info
 
     paths = RunPaths(run_dir)

@@ -53,6 +53,8 @@ class TrainConfig:
     # a kvid .keras/.weights.h5 file; the backbone starts from it, the head is new.
     pretrained: str | None = None
     freeze_backbone: bool = False  # train only the new head (with pretrained)
+    # with pretrained: the backbone trains at learning_rate x this, the new head at learning_rate
+    backbone_lr_scale: float = 1.0
     resume: bool = False
     overwrite: bool = False  # replace a run already in output_dir (else FileExistsError)
     seed: int = 0
@@ -91,6 +93,14 @@ class TrainConfig:
         if self.freeze_backbone and not self.pretrained:
             raise ValueError("freeze_backbone (--freeze-backbone) needs pretrained weights "
                              "(--pretrained): a frozen random backbone learns nothing")
+        validate.positive("backbone_lr_scale", self.backbone_lr_scale)
+        if self.backbone_lr_scale != 1.0 and not self.pretrained:
+            raise ValueError("backbone_lr_scale (--backbone-lr-scale) needs pretrained weights "
+                             "(--pretrained): without them there is no backbone to spare")
+        if self.backbone_lr_scale != 1.0 and self.freeze_backbone:
+            raise ValueError("freeze_backbone (--freeze-backbone) trains no backbone at all and "
+                             "backbone_lr_scale (--backbone-lr-scale) trains it slower: give "
+                             "one of them")
         if self.pretrained:
             from kvid.pretrained import parse_pretrained
             from kvid.pretrained.checkpoint import checkpoint_exists
@@ -282,14 +292,23 @@ def _schedule(config: TrainConfig, steps_per_epoch: int):
     return multigrid_lr_schedule(lr, total_steps=total, warmup_steps=warmup)
 
 
-def make_optimizer(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+def make_optimizer(config: TrainConfig, steps_per_epoch: int,
+                   head_variables: Sequence[str] = ()) -> keras.optimizers.Optimizer:
+    """The configured optimizer; with ``backbone_lr_scale`` != 1 the variables outside
+    ``head_variables`` (paths) train at that fraction of the rate."""
+    from kvid.train.optim import BACKBONE_LR
+
     lr = _schedule(config, steps_per_epoch)
     wd = config.weight_decay or None
-    if config.optimizer == "sgd":
-        return keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=wd)
-    if config.optimizer == "adamw":
-        return keras.optimizers.AdamW(lr, weight_decay=config.weight_decay or 1e-4)
-    return keras.optimizers.Adam(lr, weight_decay=wd)
+    kwargs = {"sgd": dict(momentum=0.9, nesterov=True, weight_decay=wd),
+              "adamw": dict(weight_decay=config.weight_decay or 1e-4),
+              "adam": dict(weight_decay=wd)}[config.optimizer]
+    if config.backbone_lr_scale != 1.0:
+        return BACKBONE_LR[config.optimizer](lr, backbone_lr_scale=config.backbone_lr_scale,
+                                             head_variables=head_variables, **kwargs)
+    stock = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam,
+             "adamw": keras.optimizers.AdamW}[config.optimizer]
+    return stock(lr, **kwargs)
 
 
 def compile_model(model: keras.Model, config: TrainConfig, num_classes: int,
@@ -305,8 +324,14 @@ def compile_model(model: keras.Model, config: TrainConfig, num_classes: int,
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
                    keras.metrics.SparseTopKCategoricalAccuracy(k=min(5, num_classes),
                                                                name="top5")]
-    model.compile(optimizer=make_optimizer(config, steps_per_epoch), loss=loss,
-                  metrics=metrics)
+    head_variables = ()
+    if config.backbone_lr_scale != 1.0:
+        from kvid.pretrained import head_layers
+        from kvid.train.optim import head_variable_paths
+
+        head_variables = head_variable_paths(model, head_layers(config.model))
+    model.compile(optimizer=make_optimizer(config, steps_per_epoch, head_variables),
+                  loss=loss, metrics=metrics)
 
 
 def _strategy() -> tf.distribute.Strategy:

@@ -165,3 +165,42 @@ def save_checkpoint(values: dict, folder: str, *, momentum: bool = False) -> str
     with open(os.path.join(folder, "checkpoint"), "w", encoding="utf-8") as f:
         f.write('model_checkpoint_path: "model.ckpt"\nall_model_checkpoint_paths: "model.ckpt"\n')
     return prefix
+
+
+def save_saved_model(values: dict, folder: str, *, channels: int, num_classes: int,
+                     scope: str, outer_scope: str = "") -> None:
+    """DeepMind's graph with ``values`` as TF1 variables, written as a SavedModel (the
+    layout of a TF1 Hub module: ``saved_model.pb`` + ``variables/``) whose ``serving_default``
+    maps ``input`` clips to the logits; ``outer_scope`` prefixes every variable (a graph that
+    imported the module under ``module/``)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        created = {}
+
+        def get(name, shape, kind):
+            if name not in created:
+                created[name] = tf.compat.v1.get_variable(outer_scope + name,
+                                                          initializer=values[name])
+            return created[name]
+
+        inputs = tf.compat.v1.placeholder(tf.float32, [None, None, None, None, channels],
+                                          name="input")
+        logits, _ = inception_i3d(inputs, get, num_classes, scope)
+        with tf.compat.v1.Session(graph=graph) as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            builder = tf.compat.v1.saved_model.Builder(folder)
+            signature = tf.compat.v1.saved_model.predict_signature_def(
+                {"input": inputs}, {"logits": logits})
+            builder.add_meta_graph_and_variables(
+                sess, ["serve"], signature_def_map={"serving_default": signature})
+            builder.save()
+
+
+def run_saved_model(folder: str, clip: np.ndarray) -> np.ndarray:
+    """The SavedModel's own ``serving_default`` logits on ``clip`` (in a TF1 session)."""
+    graph = tf.Graph()
+    with tf.compat.v1.Session(graph=graph) as sess:
+        meta = tf.compat.v1.saved_model.load(sess, ["serve"], folder)
+        signature = meta.signature_def["serving_default"]
+        return sess.run(signature.outputs["logits"].name,
+                        {signature.inputs["input"].name: clip})

@@ -105,6 +105,24 @@ def test_wrong_checkpoints_are_refused(rgb, tmp_path):
     assert "Extra/conv_3d" in str(err.value)
 
 
+@pytest.mark.parametrize("outer", ["", "module/"])
+def test_saved_model_folder_converts_to_its_own_logits(rgb, outer, tmp_path):
+    """The weights as a SavedModel / TF1 Hub module folder: kvid's logits equal the
+    module's own serving signature (also with an outer ``module/`` scope)."""
+    folder = str(tmp_path / "i3d-kinetics-400")
+    reference.save_saved_model(rgb[1]["variables"], folder, channels=3, num_classes=400,
+                               scope=CASES["i3d_rgb"][0], outer_scope=outer)
+    assert sorted(os.listdir(folder)) == ["saved_model.pb", "variables"]
+    clip = random_clip((9, 193, 208, 3), seed=5)
+    expected = reference.run_saved_model(folder, clip)
+    model = load_pretrained("deepmind:i3d_rgb", folder, input_shape=(None, None, None, 3))
+    got = np.asarray(model(clip, training=False))
+    assert np.max(np.abs(expected)) > 1.0
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    with pytest.raises(CheckpointMismatch, match="Flow/inception_i3d"):  # still DeepMind's scope
+        load_pretrained("deepmind:i3d_flow", folder, input_shape=(None, None, None, 2))
+
+
 def test_new_head_keeps_the_trunk(rgb):
     result = rgb[0]
     model = load_pretrained("deepmind:i3d_rgb", result["prefix"], num_classes=7,

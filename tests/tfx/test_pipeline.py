@@ -128,7 +128,7 @@ def test_kubeflow_v2_compile_names_every_component(tmp_path):
     env = {**os.environ, "KVID_HOME": str(tmp_path / "home"), "KVID_SYNTH_CLASSES": "2",
            "KVID_SYNTH_VIDEOS_PER_CLASS": "2", "KVID_CROP": "multiscale",
            "KVID_MODEL": "r2plus1d_18", "KVID_PRETRAINED": "torchvision:/ckpt/r2plus1d_18.pth",
-           "KVID_FREEZE_BACKBONE": "1"}
+           "KVID_BACKBONE_LR_SCALE": "0.1"}
     _run([os.path.join(BIN, "kvid"), "pipeline", "compile", "--kubeflow-v2", str(out),
           "--image", "gcr.io/example/kvid:1"], env, tmp_path)
     spec = json.load(open(out))["pipelineSpec"]
@@ -141,4 +141,5 @@ def test_kubeflow_v2_compile_names_every_component(tmp_path):
     root = json.dumps(spec["root"])  # the Trainer's custom_config
     assert '\\"crop\\": \\"multiscale\\"' in root
     assert '\\"pretrained\\": \\"torchvision:/ckpt/r2plus1d_18.pth\\"' in root
-    assert '\\"freeze_backbone\\": true' in root
+    assert '\\"backbone_lr_scale\\": 0.1' in root
+    assert '\\"freeze_backbone\\": false' in root
