@@ -12,17 +12,18 @@ Shards, TFX artifacts and video files only differ in how a clip dict is made.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from kvid import schema
+from kvid import dataset, schema
 from kvid.data import native, preprocess
 from kvid.data.augment import NO_AUGMENT, AugmentConfig, color_jitter, crop_window, \
     flip_left_right, mix_batch
 from kvid.data.sampling import temporal_indices, validate_sampling
-from kvid.data.sources import load_dataset_info, resolve_files, split_size
+from kvid.data.sources import resolve_files, split_size
 
 AUTOTUNE = tf.data.AUTOTUNE
 MODALITIES = ("rgb", "flow", "rgb+flow")
@@ -33,7 +34,23 @@ FLOW_NORMALIZE = "symmetric"  # 8-bit flow around 128 -> [-1, 1]; a flip negates
 
 @dataclasses.dataclass(frozen=True)
 class InputConfig:
-    """What one model expects of a clip; shared by training, evaluation and eval views."""
+    """What one model expects of a clip; :func:`make_dataset`, :func:`make_eval_views` and
+    :func:`kvid.data.dataset_from_videos` take it (or its fields as keyword arguments), and a
+    training run keeps the one it was trained with (``RUN/input.json``).
+
+    clip_frames: T, frames per clip fed to the model.
+    image_size: (H, W) (or one int) of the model input.
+    sampling: ``dense`` | ``uniform`` | ``segments`` (see kvid.data.sampling), with
+      ``num_segments`` (TSN's K) and ``frame_step`` (dense: frames between samples).
+    modality: ``rgb``, ``flow`` or ``rgb+flow`` (then inputs are a dict of both streams,
+      keys renamed by ``input_names``, e.g. ``{"rgb": "video"}``).
+    normalize: rgb range: ``unit`` [0, 1], ``symmetric`` [-1, 1], ``imagenet`` mean/std, ...
+      (preprocess.NORMALIZATIONS); flow is always mapped to [-1, 1].
+    augment: training augmentation (:class:`AugmentConfig`); evaluation ignores it.
+    label_mode: ``sparse`` int32 [B] or ``one_hot`` [B, K] (K = ``num_classes``).
+    labels: class names in label order; when given, a record's label is looked up by its
+      ``label_name``, so a run keeps its label order whatever order later data has.
+    """
 
     clip_frames: int
     image_size: tuple[int, int]
@@ -46,8 +63,18 @@ class InputConfig:
     label_mode: str = "sparse"
     num_classes: int | None = None
     input_names: Mapping[str, str] | None = None
+    labels: tuple[str, ...] | None = None
 
     def __post_init__(self):
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(str(n) for n in self.labels))
+            if len(set(self.labels)) != len(self.labels) or not self.labels:
+                raise ValueError(f"labels must be distinct class names. Received: {self.labels}")
+            if self.num_classes is None:
+                object.__setattr__(self, "num_classes", len(self.labels))
+        if isinstance(self.augment, Mapping):  # from to_json()
+            object.__setattr__(self, "augment", AugmentConfig(**{
+                k: tuple(v) if isinstance(v, list) else v for k, v in self.augment.items()}))
         size = self.image_size
         size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
         if len(size) != 2 or min(size) < 1:
@@ -78,6 +105,20 @@ class InputConfig:
     @property
     def streams(self) -> tuple[str, ...]:
         return tuple(self.modality.split("+"))
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["input_names"] = dict(self.input_names) if self.input_names else None
+        return json.loads(json.dumps(d))  # tuples -> lists, as read back
+
+    @classmethod
+    def from_json(cls, values: Mapping) -> "InputConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def evaluation(self) -> "InputConfig":
+        """The same input without training augmentation (evaluation, export)."""
+        return dataclasses.replace(self, augment=NO_AUGMENT)
 
 
 def _as_augment(augment) -> AugmentConfig:
@@ -231,13 +272,32 @@ def preprocess_clip(clip: dict, cfg: InputConfig, *, training: bool, seed=None, 
     return _finish(frames, clip, cfg, normalized=True)
 
 
-def record_to_clip(serialized: tf.Tensor, with_flow: bool = False) -> dict:
-    """A serialized clip record -> the clip dict of :func:`preprocess_clip` (no decoding)."""
+def record_to_clip(serialized: tf.Tensor, with_flow: bool = False,
+                   label_table: tf.lookup.StaticHashTable | None = None) -> dict:
+    """A serialized clip record -> the clip dict of :func:`preprocess_clip` (no decoding);
+    with ``label_table`` the label is the record's ``label_name`` looked up in it."""
     f = schema.parse_clip(serialized, with_flow)
-    clip = {"rgb": f[schema.FRAMES], "label": f[schema.LABEL], "video_id": f[schema.VIDEO_ID]}
+    label = f[schema.LABEL]
+    if label_table is not None:
+        label = label_table.lookup(f[schema.LABEL_NAME])
+        check = tf.debugging.assert_non_negative(
+            label, message="a record's label_name is not among the configured labels")
+        with tf.control_dependencies([check]):
+            label = tf.identity(label)
+    clip = {"rgb": f[schema.FRAMES], "label": label, "video_id": f[schema.VIDEO_ID]}
     if with_flow:
         clip["flow"] = f[schema.FLOW]
     return clip
+
+
+def record_parser(cfg: InputConfig) -> Callable[[tf.Tensor], dict]:
+    """The record -> clip function for ``cfg``: its streams, its label map if it has one."""
+    table = None
+    if cfg.labels:
+        table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(cfg.labels)), tf.range(len(cfg.labels), dtype=tf.int64)), -1)
+    with_flow = "flow" in cfg.streams
+    return lambda serialized: record_to_clip(serialized, with_flow, table)
 
 
 def read_records(files: Sequence[str], compression: str, *, shuffle: bool,
@@ -307,83 +367,68 @@ def _num_classes(data_dir, label_mode: str, num_classes: int | None) -> int | No
     if num_classes is not None or label_mode != "one_hot" or not isinstance(data_dir, str):
         return num_classes
     try:
-        return len(load_dataset_info(data_dir)["labels"])
+        return len(dataset.load(data_dir)["labels"])
     except FileNotFoundError:
         return None  # InputConfig then asks for num_classes explicitly
 
 
-def make_config(data_dir=None, *, clip_frames: int, image_size, sampling: str = "dense",
-                num_segments: int = 3, frame_step: int = 1, modality: str = "rgb",
-                augment=None, normalize: str = "unit", label_mode: str = "sparse",
-                num_classes: int | None = None, input_names=None) -> InputConfig:
-    """Validated :class:`InputConfig`; ``num_classes`` defaults to dataset.json's labels."""
-    return InputConfig(
-        clip_frames=clip_frames, image_size=image_size, sampling=sampling,
-        num_segments=num_segments, frame_step=frame_step, modality=modality,
-        normalize=normalize, augment=_as_augment(augment), label_mode=label_mode,
-        num_classes=_num_classes(data_dir, label_mode, num_classes), input_names=input_names)
+def make_config(data_dir=None, config: InputConfig | None = None, **fields) -> InputConfig:
+    """Validated :class:`InputConfig` from ``config`` and/or its fields (``augment`` may also
+    be a bool or a crop name); ``num_classes`` defaults to dataset.json's labels."""
+    names = [f.name for f in dataclasses.fields(InputConfig)]
+    unknown = sorted(set(fields) - set(names))
+    if unknown:
+        raise TypeError(f"unknown input settings {unknown}; InputConfig has {names}")
+    values = {} if config is None else {n: getattr(config, n) for n in names}
+    values.update(fields)
+    values["augment"] = _as_augment(values.get("augment"))
+    if not values.get("labels"):
+        values["num_classes"] = _num_classes(data_dir, values.get("label_mode", "sparse"),
+                                             values.get("num_classes"))
+    return InputConfig(**values)
 
 
 def make_dataset(
     data_dir: str | Sequence[str],
     split: str | None = None,
+    config: InputConfig | None = None,
     *,
-    clip_frames: int,
     batch_size: int,
     training: bool,
-    image_size: int | tuple[int, int],
-    sampling: str = "dense",
-    num_segments: int = 3,
-    frame_step: int = 1,
-    modality: str = "rgb",
-    augment: AugmentConfig | str | bool | None = None,
-    normalize: str = "unit",
     shuffle_buffer: int = 256,
     seed: int | None = None,
     repeat: bool = False,
     cache: bool | str = False,
-    label_mode: str = "sparse",
-    num_classes: int | None = None,
-    input_names: Mapping[str, str] | None = None,
     drop_remainder: bool | None = None,
     num_parallel_reads: int | None = None,
+    **input_settings,
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(inputs, label)`` batches that ``model.fit`` takes as is.
 
-    ``inputs`` is float32 [B, T, H, W, C] (C = 3 for rgb, 2 for flow), or a dict
-    ``{"rgb": ..., "flow": ...}`` for ``modality="rgb+flow"`` (keys renamed by
-    ``input_names``, e.g. ``{"rgb": "video"}``). ``label`` is int32 [B] or one-hot [B, K].
+    ``inputs`` is float32 [B, T, H, W, C] (C = 3 for rgb, 2 for flow), or a dict of both
+    streams for ``modality="rgb+flow"``; ``label`` is int32 [B] or one-hot [B, K].
 
     Args:
       data_dir: kvid's ingest output (``<dir>/<split>/clips-*.tfrecord[.gz]``), a TFX
         Examples artifact uri (``<uri>/Split-<split>/*.gz``), or file patterns.
       split: split name; ignored for file patterns.
-      clip_frames: T, frames per clip fed to the model.
-      training: shuffle, random temporal position and ``augment``; else deterministic order,
-        centred clip, center crop, and a final partial batch.
-      sampling: ``dense`` | ``uniform`` | ``segments`` (see kvid.data.sampling).
-      augment: ``None`` (default :class:`AugmentConfig`), ``False`` (none), a crop name, or
-        an :class:`AugmentConfig`.
-      normalize: rgb range: ``unit`` [0, 1], ``symmetric`` [-1, 1], ``imagenet`` mean/std.
-        Flow is always mapped to [-1, 1].
+      config: the model's :class:`InputConfig`; ``input_settings`` (its fields, e.g.
+        ``clip_frames=16, image_size=112``) give or override single values.
+      training: shuffle, random temporal position and the config's augmentation; else
+        deterministic order, centred clip, center crop, and a final partial batch.
       seed: makes order and augmentation reproducible (parallelism does not change them).
       repeat: repeat forever (then pass ``steps_per_epoch`` to fit).
       cache: cache the records in memory (True) or in this file, before any random op.
     """
-    cfg = make_config(data_dir, clip_frames=clip_frames, image_size=image_size,
-                      sampling=sampling, num_segments=num_segments, frame_step=frame_step,
-                      modality=modality, augment=augment, normalize=normalize,
-                      label_mode=label_mode, num_classes=num_classes, input_names=input_names)
+    cfg = make_config(data_dir, config, **input_settings)
     _check_batch(batch_size, shuffle_buffer)
     files, compression = resolve_files(data_dir, split)
-    with_flow = "flow" in cfg.streams
     records = read_records(files, compression, shuffle=training, seed=seed,
                            num_parallel_reads=num_parallel_reads)
     records = _with_size(records, split_size(data_dir, split))
     return build_pipeline(records, cfg, training=training, batch_size=batch_size,
                           shuffle_buffer=shuffle_buffer, seed=seed, repeat=repeat, cache=cache,
-                          drop_remainder=drop_remainder,
-                          to_clip=lambda r: record_to_clip(r, with_flow))
+                          drop_remainder=drop_remainder, to_clip=record_parser(cfg))
 
 
 # --- multi-view evaluation -------------------------------------------------------------------
@@ -434,39 +479,29 @@ def clip_views(clip: dict, cfg: InputConfig, num_clips: int, num_crops: int):
 def make_eval_views(
     data_dir: str | Sequence[str],
     split: str | None = None,
+    config: InputConfig | None = None,
     *,
-    clip_frames: int,
-    image_size: int | tuple[int, int],
     num_clips: int = 10,
     num_crops: int = 3,
     batch_size: int = 30,
-    sampling: str = "dense",
-    num_segments: int = 3,
-    frame_step: int = 1,
-    modality: str = "rgb",
-    normalize: str = "unit",
-    label_mode: str = "sparse",
-    num_classes: int | None = None,
-    input_names: Mapping[str, str] | None = None,
+    **input_settings,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, label, video_id)``: N temporal clips x M spatial crops per record.
 
     Each record gives ``num_clips`` clips evenly spaced in time, each cut into ``num_crops``
     crops; average the scores per video with :func:`average_video_scores` (or
     :func:`predict_video_scores`) for the multi-view accuracy of the C3D/I3D papers.
+    ``config`` / ``input_settings`` as in :func:`make_dataset` (augmentation is ignored).
     """
     for name, value in (("num_clips", num_clips), ("num_crops", num_crops)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1. Received: {name}={value}")
-    cfg = make_config(data_dir, clip_frames=clip_frames, image_size=image_size,
-                      sampling=sampling, num_segments=num_segments, frame_step=frame_step,
-                      modality=modality, augment=False, normalize=normalize,
-                      label_mode=label_mode, num_classes=num_classes, input_names=input_names)
+    cfg = make_config(data_dir, config, **input_settings).evaluation()
     _check_batch(batch_size, 0)
     files, compression = resolve_files(data_dir, split)
-    with_flow = "flow" in cfg.streams
+    parse = record_parser(cfg)
     ds = read_records(files, compression, shuffle=False, seed=None).map(
-        lambda r: clip_views(record_to_clip(r, with_flow), cfg, num_clips, num_crops),
+        lambda r: clip_views(parse(r), cfg, num_clips, num_crops),
         num_parallel_calls=AUTOTUNE)
     size = split_size(data_dir, split)
     ds = _with_size(ds.unbatch(), size and size * num_clips * num_crops)

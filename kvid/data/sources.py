@@ -10,28 +10,15 @@ list of files plus a compression type and never needs to know which stage wrote 
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Sequence
 
 import tensorflow as tf
 
-DATASET_JSON = "dataset.json"
+from kvid import dataset
+
 TFX_SPLIT_PREFIX = "Split-"
 _GLOB_CHARS = "*?["
-
-
-def load_dataset_info(data_dir: str) -> dict:
-    """Reads ``dataset.json`` (labels, splits, clip_frames, fps, image_size, shards)."""
-    path = os.path.join(data_dir, DATASET_JSON)
-    if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(
-            f"No {DATASET_JSON} in {data_dir!r}: expected the output of `kvid ingest`.")
-    with tf.io.gfile.GFile(path) as f:
-        info = json.load(f)
-    if not isinstance(info.get("labels"), list):
-        raise ValueError(f"{path} has no 'labels' list. Received keys: {sorted(info)}")
-    return info
 
 
 def compression_of(path: str) -> str:
@@ -53,9 +40,8 @@ def _split_files(data_dir: str, split: str) -> list[str]:
     tfx_dir = os.path.join(data_dir, f"{TFX_SPLIT_PREFIX}{split}")
     if tf.io.gfile.isdir(tfx_dir):
         return _glob([os.path.join(tfx_dir, "*")])
-    info_path = os.path.join(data_dir, DATASET_JSON)
-    if tf.io.gfile.exists(info_path):
-        shards = load_dataset_info(data_dir).get("shards", {}).get(split)
+    if dataset.exists(data_dir):
+        shards = dataset.load(data_dir).get("shards", {}).get(split)
         if shards:
             return [os.path.join(data_dir, s) for s in shards]
     return _glob([os.path.join(data_dir, split, "*.tfrecord"),
@@ -99,10 +85,10 @@ def split_size(data_dir, split: str | None) -> int | None:
     does not warn that the input "ran out of data" at the end of each epoch.
     """
     if not isinstance(data_dir, str) or not split or \
-            not tf.io.gfile.exists(os.path.join(data_dir, DATASET_JSON)) or \
+            not dataset.exists(data_dir) or \
             tf.io.gfile.isdir(os.path.join(data_dir, f"{TFX_SPLIT_PREFIX}{split}")):
         return None
-    entry = load_dataset_info(data_dir).get("splits", {})
+    entry = dataset.load(data_dir).get("splits", {})
     entry = entry.get(split) if isinstance(entry, dict) else None
     n = entry.get("num_clips") if isinstance(entry, dict) else None
     return int(n) if n is not None else None

@@ -9,13 +9,12 @@ temporal sampling picks ``clip_frames`` from the whole video.
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from kvid.data.augment import AugmentConfig
-from kvid.data.pipeline import build_pipeline, make_config
+from kvid.data.pipeline import InputConfig, build_pipeline, make_config
 from kvid.video import iter_frames, resize_frame
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg")
@@ -48,62 +47,63 @@ def load_video(path: str, *, fps: float | None = None, short_side: int | None = 
 def dataset_from_videos(
     videos: str | Sequence[str],
     labels: Sequence[int] | Sequence[str] | None = None,
+    config: InputConfig | None = None,
     *,
-    clip_frames: int,
     batch_size: int,
     training: bool,
-    image_size: int | tuple[int, int],
     fps: float | None = None,
     short_side: int | None = None,
     max_seconds: float | None = None,
-    sampling: str = "dense",
-    num_segments: int = 3,
-    frame_step: int = 1,
-    augment: AugmentConfig | str | bool | None = None,
-    normalize: str = "unit",
     shuffle_buffer: int = 256,
     seed: int | None = None,
     repeat: bool = False,
     cache: bool | str = False,
-    label_mode: str = "sparse",
-    num_classes: int | None = None,
-    input_names: Mapping[str, str] | None = None,
     num_parallel_calls: int = 2,
+    **input_settings,
 ) -> tf.data.Dataset:
     """Batches of ``(inputs, label)`` like :func:`kvid.data.make_dataset`, from video files.
 
     Args:
-      videos: a ``<root>/<label>/<video>`` directory (labels from folder names, sorted), or
-        a list of paths with ``labels`` (indices, or names mapped to sorted-name indices).
+      videos: a ``<root>/<label>/<video>`` directory (labels from folder names), or a list
+        of paths with ``labels`` (indices, or names). Names map to indices through the
+        config's ``labels`` when it has them, else through their sorted order.
+      config / input_settings: the :class:`InputConfig` (or its fields), as for make_dataset.
       fps, short_side, max_seconds: decoding as ingest does it: resample to ``fps``, scale
         the short side (default: the larger of ``image_size``), stop after ``max_seconds``.
       cache: keep decoded videos in memory (True) or a file, so later epochs skip decoding.
       num_parallel_calls: videos decoded at once (one PyAV thread each).
     Only rgb: flow needs ingest, which computes it once.
     """
+    settings = dict(input_settings)
+
+    def setting(name, default=None):
+        return settings.get(name, getattr(config, name) if config is not None else default)
+
+    given = setting("labels")
     if isinstance(videos, str):
         if labels is not None:
             raise ValueError("labels come from folder names when videos is a directory. "
                              "Pass a list of paths to give labels explicitly.")
-        paths, label_ids, names = list_videos(videos)
+        paths, _, folder_names = list_videos(videos)
+        labels = [os.path.basename(os.path.dirname(p)) for p in paths]
+        names = list(given or folder_names)
     else:
         paths = [str(p) for p in videos]
         if labels is None or len(labels) != len(paths):
             got = None if labels is None else len(labels)
             raise ValueError("A list of videos needs one label per video. "
                              f"Received: {len(paths)} videos, {got} labels")
-        if all(isinstance(v, str) for v in labels):
-            names = sorted(set(labels))
-            label_ids = [names.index(v) for v in labels]
-        else:
-            names = None
-            label_ids = [int(v) for v in labels]
-    if num_classes is None and label_mode == "one_hot":
-        num_classes = len(names) if names else max(label_ids) + 1
-    cfg = make_config(clip_frames=clip_frames, image_size=image_size, sampling=sampling,
-                      num_segments=num_segments, frame_step=frame_step, augment=augment,
-                      normalize=normalize, label_mode=label_mode, num_classes=num_classes,
-                      input_names=input_names)
+        names = list(given or sorted({v for v in labels if isinstance(v, str)}))
+    if all(isinstance(v, str) for v in labels):
+        missing = sorted(set(labels) - set(names))
+        if missing:
+            raise ValueError(f"labels {missing} are not among the configured labels {names}")
+        label_ids = [names.index(v) for v in labels]
+    else:
+        label_ids = [int(v) for v in labels]
+    if setting("label_mode", "sparse") == "one_hot" and setting("num_classes") is None:
+        settings["num_classes"] = len(names) if names else max(label_ids) + 1
+    cfg = make_config(None, config, **settings)
     if num_parallel_calls < 1:
         raise ValueError(f"num_parallel_calls must be >= 1. Received: {num_parallel_calls}")
     short = short_side or max(cfg.image_size)

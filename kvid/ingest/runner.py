@@ -36,13 +36,13 @@ from apache_beam.io.tfrecordio import _TFRecordSink
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from kvid import dataset as dataset_file
 from kvid.ingest.config import IngestConfig
 from kvid.ingest.manifests import Manifest, VideoItem, read_csv, read_folder
 from kvid.ingest.transforms import (BUSY_MS_PREFIX, CLIPS, COUNTER_NAMES, DEAD_LETTERS, NAMESPACE,
                                    VIDEOS, ManifestToClips, WriteDeadLetters)
 from kvid.video.flow import check_method
 
-DATASET_JSON = "dataset.json"
 DEAD_LETTERS_JSONL = "dead_letters.jsonl"
 SHARD_PREFIX = "clips"
 SHARD_TEMPLATE = "-SSSSS-of-NNNNN"
@@ -125,12 +125,6 @@ def _mkdirs(path: str) -> None:
     os.makedirs(path, exist_ok=True)
 
 
-def _write_text(path: str, text: str) -> None:
-    with FileSystems.create(path, mime_type="application/json",
-                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(text.encode("utf-8"))
-
-
 def _read_text(path: str) -> str:
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         return f.read().decode("utf-8")
@@ -155,13 +149,13 @@ def _remove_previous(out_dir: str, splits: Iterable[str]) -> None:
     """Removes the pieces of an earlier dataset in ``out_dir``, nothing else (staging folders
     are :func:`clean_stale_staging`'s, which knows which ones are still in use)."""
     old_splits = set(splits)
-    path = _join(out_dir, DATASET_JSON)
+    path = _join(out_dir, dataset_file.FILE)
     if FileSystems.exists(path):
         try:
             old_splits |= set(json.loads(_read_text(path)).get("shards", {}))
         except (ValueError, OSError):
             pass
-    names = [DATASET_JSON, DEAD_LETTERS_JSONL, *sorted(old_splits)]
+    names = [dataset_file.FILE, DEAD_LETTERS_JSONL, *sorted(old_splits)]
     doomed = [_join(out_dir, n) for n in names if FileSystems.exists(_join(out_dir, n))]
     if doomed:
         FileSystems.delete(doomed)
@@ -405,22 +399,12 @@ def _dataset_json(manifest: Manifest, config: IngestConfig, counts: list, shard_
     dead_labels = {key[0]: n for (kind, *key), n in counts if kind == "dead_letter_labels"}
     accounting = input_counts(manifest, sum(s["num_videos"] for s in splits.values()),
                               reasons, dead_labels)
-    return {
-        "labels": list(manifest.labels),
-        "splits": splits,
-        "clip_frames": config.frames_per_clip,
-        "fps": config.fps,
-        "image_size": list(config.size) if config.size else None,
-        "short_side": config.short_side,
-        "compression": config.compression,
-        "flow": config.flow,
-        "shards": shard_paths,
-        **accounting,
-        "counters": counters,
-        "params": {**config.to_json(), "source": source, "pipeline_args": list(pipeline_args)},
-        "versions": library_versions(),
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    return dataset_file.describe(
+        labels=manifest.labels, config=config, splits=splits, shards=shard_paths,
+        accounting=accounting, compression=config.compression,
+        params={"source": source, "pipeline_args": list(pipeline_args)}, counters=counters,
+        versions=library_versions(),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
 
 def run_ingest(
@@ -480,8 +464,7 @@ def run_ingest(
                                 pipeline_args or [])
         _publish(stage, out_dir, shard_paths, overwrite)
         dataset["timing"] = timing
-        _write_text(_join(stage, DATASET_JSON), json.dumps(dataset, indent=2) + "\n")
-        _move(_join(stage, DATASET_JSON), _join(out_dir, DATASET_JSON))  # last: the "done" mark
+        _move(dataset_file.save(dataset, stage), dataset_file.path(out_dir))  # last: "done"
     finally:
         if FileSystems.exists(stage):
             FileSystems.delete([stage])

@@ -30,14 +30,15 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from kvid import dataset as dataset_file
 from kvid import schema
+from kvid.data.sources import TFX_SPLIT_PREFIX
 from kvid.ingest import IngestConfig
 from kvid.ingest.manifests import Manifest
 from kvid.ingest.runner import as_manifest, input_counts
 from kvid.ingest.transforms import CLIPS, DEAD_LETTERS, ManifestToClips, WriteDeadLetters
 
 DEAD_LETTERS_DIR = "DeadLetters"
-DATASET_JSON = "dataset.json"
 _DEAD_LETTER_KEY = "_kvid_dead_letter_prefix"
 
 
@@ -100,7 +101,7 @@ def split_counts(uri: str, split: str, labels) -> dict:
     Counted from the records TFX wrote (it assigns the splits by hash after ingest), so the
     Trainer knows the epoch length exactly.
     """
-    files = tf.io.gfile.glob(os.path.join(uri, f"Split-{split}", "*"))
+    files = tf.io.gfile.glob(os.path.join(uri, f"{TFX_SPLIT_PREFIX}{split}", "*"))
     spec = {k: v for k, v in schema.feature_spec().items() if k in (schema.LABEL, schema.VIDEO_ID)}
     clips = [0] * len(labels)
     videos: list[set] = [set() for _ in labels]
@@ -153,21 +154,12 @@ class VideoExampleGenExecutor(base_example_gen_executor.BaseExampleGenExecutor):
         counts = {s: split_counts(examples.uri, s, manifest.labels) for s in splits}
         accounting = input_counts(manifest, sum(c["num_videos"] for c in counts.values()),
                                   reasons, dead_labels)
-        info = {
-            "labels": list(manifest.labels),
-            "clip_frames": config.frames_per_clip,
-            "fps": config.fps,
-            "image_size": list(config.size) if config.size else None,
-            "short_side": config.short_side,
-            "compression": "GZIP",
-            "shards": {s: [f"Split-{s}/*"] for s in splits},
-            "splits": counts,
-            **accounting,
-            "params": config.to_json(),
-            "source": exec_properties[standard_component_specs.INPUT_BASE_KEY],
-        }
-        with tf.io.gfile.GFile(os.path.join(examples.uri, DATASET_JSON), "w") as f:
-            f.write(json.dumps(info, indent=2))
+        info = dataset_file.describe(
+            labels=manifest.labels, config=config, splits=counts,
+            shards={s: [f"{TFX_SPLIT_PREFIX}{s}/*"] for s in splits}, accounting=accounting,
+            compression="GZIP",
+            params={"source": exec_properties[standard_component_specs.INPUT_BASE_KEY]})
+        dataset_file.save(info, examples.uri)
         examples.set_string_custom_property("labels", json.dumps(info["labels"]))
 
 

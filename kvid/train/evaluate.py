@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Sequence
@@ -89,9 +90,10 @@ def evaluate_run(run_dir: str, *, data_dir: str | None = None, split: str = "tes
     run = load_run(run_dir)
     data_dir = data_dir or run.config.data_dir
     output_dir = output_dir or RunPaths(run_dir).evaluation(split)
-    common = dict(clip_frames=run.clip_frames, image_size=run.image_size,
-                  normalize=run.normalization, sampling=run.config.sampling)
-    clips = make_dataset(data_dir, split, batch_size=batch_size, training=False, **common)
+    # The run's own input settings and label order (labels matched by name): the data
+    # folder's current dataset.json does not change them.
+    cfg = dataclasses.replace(run.input.evaluation(), label_mode="sparse")
+    clips = make_dataset(data_dir, split, cfg, batch_size=batch_size, training=False)
     y_true, probs = [], []
     for inputs, labels in clips:
         probs.append(_probabilities(run.model, inputs))
@@ -101,8 +103,8 @@ def evaluate_run(run_dir: str, *, data_dir: str | None = None, split: str = "tes
     report = {"run": run_dir, "model": run.config.model, "split": split, "data": data_dir,
               "clip": classification_report(np.concatenate(y_true), np.concatenate(probs),
                                             run.labels)}
-    views = make_eval_views(data_dir, split, num_clips=num_clips, num_crops=num_crops,
-                            batch_size=batch_size * num_crops, **common)
+    views = make_eval_views(data_dir, split, cfg, num_clips=num_clips, num_crops=num_crops,
+                            batch_size=batch_size * num_crops)
     _, video_probs, video_labels = predict_video_scores(
         lambda x, training=False: _probabilities(run.model, x), views)
     report["video"] = classification_report(video_labels, video_probs, run.labels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 
 import keras
@@ -10,28 +11,41 @@ import tensorflow as tf
 
 from kvid import schema
 from kvid.train.export import check_export_dir, export_saved_model
-from kvid.train.trainer import RunPaths, TrainConfig, load_run_config, resolve_input
+from kvid.data import InputConfig
+from kvid.train.trainer import (RunPaths, TrainConfig, input_config, load_run_config,
+                                load_run_input)
 
 
 @dataclasses.dataclass
 class Run:
     config: TrainConfig
-    info: dict  # dataset.json of the training data
+    input: InputConfig  # what the model was trained on (RUN/input.json), labels included
+    fps: float | None  # frame rate of the training clips
     model: keras.Model
-    clip_frames: int
-    image_size: tuple[int, int]
-    normalization: str
+    sample: bytes | None = None  # one training record (the export's warm-up request)
 
     @property
     def labels(self) -> list[str]:
-        return list(self.info["labels"])
+        return list(self.input.labels)
+
+    @property
+    def clip_frames(self) -> int:
+        return self.input.clip_frames
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.input.image_size
+
+    @property
+    def normalization(self) -> str:
+        return self.input.normalize
 
 
 def load_run(run_dir: str, weights: str = "best") -> Run:
-    """Loads ``best.keras`` (or ``last.keras``) with the run's config and dataset info."""
+    """Loads ``best.keras`` (or ``last.keras``) with the run's own settings: nothing is read
+    from the data folder, so re-ingesting or moving the data leaves the run as it was."""
     import kvid.models  # noqa: F401  (registers the zoo's custom layers for loading)
     import kvid.train.optim  # noqa: F401  (and the fine-tuning optimizers)
-    from kvid.data import load_dataset_info
 
     paths = RunPaths(run_dir)
     if not os.path.exists(paths.config):
@@ -42,10 +56,17 @@ def load_run(run_dir: str, weights: str = "best") -> Run:
         model_path = paths.last if os.path.exists(paths.last) else paths.best
     if not os.path.exists(model_path):
         raise FileNotFoundError(f"{run_dir} has no trained model yet (best.keras/last.keras)")
-    info = load_dataset_info(config.data_dir)
-    model = keras.models.load_model(model_path)
-    clip_frames, image_size, normalization = resolve_input(config, info)
-    return Run(config, info, model, clip_frames, image_size, normalization)
+    if os.path.exists(paths.input):
+        cfg, fps, sample = load_run_input(paths)
+    else:  # a run from before input.json: its settings as its data folder gives them now
+        from kvid.data import load_dataset_info
+
+        logging.getLogger(__name__).warning(
+            "%s has no input.json; its input settings come from %s/dataset.json", run_dir,
+            config.data_dir)
+        info = load_dataset_info(config.data_dir)
+        cfg, fps, sample = input_config(config, info), info.get("fps"), None
+    return Run(config, cfg, fps, keras.models.load_model(model_path), sample)
 
 
 def _export_converted(path: str, export_dir: str, *, model_name: str, top_k: int | None,
@@ -95,12 +116,12 @@ def export_run(run_dir: str, export_dir: str, *, weights: str = "best",
         return _export_converted(run_dir, export_dir, model_name=model_name, top_k=top_k,
                                  overwrite=overwrite)
     run = load_run(run_dir, weights)
-    clip = first_clip(run.config.data_dir)  # a real clip makes a realistic warm-up request
-    warmup = None
-    if clip is not None:
-        warmup = (list(clip.frames) * run.clip_frames)[: run.clip_frames]
+    warmup = None  # a real clip makes a realistic warm-up request
+    if run.sample is not None:
+        frames = list(schema.from_example(run.sample).frames)
+        warmup = (frames * run.clip_frames)[: run.clip_frames]
     return export_saved_model(
         run.model, export_dir, labels=run.labels, clip_frames=run.clip_frames,
         image_size=run.image_size, normalization=run.normalization, top_k=top_k,
         model_name=model_name, warmup_frames=warmup, overwrite=overwrite,
-        extra_metadata={"model": run.config.model, "fps": run.info.get("fps")})
+        extra_metadata={"model": run.config.model, "fps": run.fps})

@@ -157,6 +157,8 @@ class RunPaths:
         self.tensorboard = os.path.join(output_dir, "tensorboard")
         self.config = os.path.join(output_dir, "config.json")
         self.curves = os.path.join(output_dir, "training_curves.png")
+        self.input = os.path.join(output_dir, "input.json")  # the resolved input settings
+        self.sample = os.path.join(output_dir, "sample.tfrecord")  # one training record
 
     @property
     def markers(self) -> tuple[str, ...]:
@@ -176,7 +178,7 @@ class RunPaths:
 
     def owned(self) -> list[str]:
         """Every path a run and its default evaluations wrote (what --overwrite removes)."""
-        own = [*self.markers, self.tensorboard, self.curves]
+        own = [*self.markers, self.tensorboard, self.curves, self.input, self.sample]
         if os.path.isdir(self.root):
             own += [os.path.join(self.root, n) for n in sorted(os.listdir(self.root))
                     if n.startswith("eval-")
@@ -339,20 +341,68 @@ def _strategy() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
-def _datasets(config, info, clip_frames, image_size, normalization):
-    from kvid.data import AugmentConfig, make_dataset
+def input_config(config: TrainConfig, info: dict):
+    """The run's resolved :class:`kvid.data.InputConfig` (kept in ``RUN/input.json``)."""
+    from kvid.data import AugmentConfig, InputConfig
 
-    label_mode = "one_hot" if config.label_smoothing > 0 else "sparse"
-    common = dict(clip_frames=clip_frames, batch_size=config.batch_size,
-                  image_size=image_size, normalize=normalization, seed=config.seed,
-                  sampling=config.sampling, label_mode=label_mode,
-                  num_classes=len(info["labels"]))
-    train_ds = make_dataset(config.data_dir, config.train_split, training=True,
-                            augment=AugmentConfig(crop=config.crop, flip=config.flip), **common)
+    clip_frames, image_size, normalization = resolve_input(config, info)
+    return InputConfig(
+        clip_frames=clip_frames, image_size=image_size, sampling=config.sampling,
+        normalize=normalization, augment=AugmentConfig(crop=config.crop, flip=config.flip),
+        label_mode="one_hot" if config.label_smoothing > 0 else "sparse",
+        labels=tuple(info["labels"]))
+
+
+def save_run_input(paths: RunPaths, cfg, fps: float | None, sample: bytes | None) -> None:
+    """Writes what evaluate/export need of the data into the run, so they never read the
+    data folder's current dataset.json: the input settings, the frame rate, and one
+    training record (the export's warm-up request)."""
+    _write_atomic(paths.input, json.dumps({"input": cfg.to_json(), "fps": fps}, indent=2))
+    if sample is not None:
+        _write_atomic(paths.sample, sample, records=True)
+
+
+def load_run_input(paths: RunPaths):
+    """-> (InputConfig, fps, one training record or None) of a run written by train()."""
+    from kvid.data import InputConfig
+
+    with open(paths.input) as f:
+        saved = json.load(f)
+    sample = None
+    if os.path.exists(paths.sample):
+        sample = next(iter(tf.data.TFRecordDataset(paths.sample).take(1))).numpy()
+    return InputConfig.from_json(saved["input"]), saved.get("fps"), sample
+
+
+def _write_atomic(path: str, data, records: bool = False) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    if records:
+        with tf.io.TFRecordWriter(tmp) as w:
+            w.write(data)
+    else:
+        with open(tmp, "w") as f:
+            f.write(data)
+    os.replace(tmp, path)
+
+
+def _first_record(data_dir: str, split: str) -> bytes | None:
+    from kvid.data import resolve_files
+
+    files, compression = resolve_files(data_dir, split)
+    for record in tf.data.TFRecordDataset(files[:1], compression_type=compression).take(1):
+        return record.numpy()
+    return None
+
+
+def _datasets(config, info, cfg):
+    from kvid.data import make_dataset
+
+    common = dict(batch_size=config.batch_size, seed=config.seed)
+    train_ds = make_dataset(config.data_dir, config.train_split, cfg, training=True, **common)
     val_ds = None
     if config.val_split and config.val_split in info.get("splits", {}) and \
             info["splits"][config.val_split].get("num_clips", 1) > 0:
-        val_ds = make_dataset(config.data_dir, config.val_split, training=False, **common)
+        val_ds = make_dataset(config.data_dir, config.val_split, cfg, training=False, **common)
     return train_ds, val_ds
 
 
@@ -383,7 +433,8 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
     labels = list(info["labels"])
     if config.resume:
         check_resumable(config, paths, info)
-    clip_frames, image_size, normalization = resolve_input(config, info)
+    cfg = input_config(config, info)
+    clip_frames, image_size, normalization = cfg.clip_frames, cfg.image_size, cfg.normalize
     num_train = info.get("splits", {}).get(config.train_split, {}).get("num_clips")
     steps = config.steps_per_epoch or (math.ceil(num_train / config.batch_size)
                                        if num_train else 100)
@@ -416,8 +467,9 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
     os.makedirs(config.output_dir, exist_ok=True)
     with open(paths.config, "w") as f:
         json.dump(config.to_json(), f, indent=2)
+    save_run_input(paths, cfg, info.get("fps"), _first_record(config.data_dir, config.train_split))
 
-    train_ds, val_ds = _datasets(config, info, clip_frames, image_size, normalization)
+    train_ds, val_ds = _datasets(config, info, cfg)
     if config.steps_per_epoch:
         train_ds = train_ds.repeat()
     if len(model.outputs[0].shape) == 3:  # per-step logits (LRCN): the loss at every step

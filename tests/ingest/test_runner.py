@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from kvid.ingest import IngestConfig, VideoItem, run_ingest
-from kvid.ingest.runner import DATASET_JSON, DEAD_LETTERS_JSONL, pipeline_options
+from kvid.dataset import FILE as DATASET_JSON
+from kvid.ingest.runner import DEAD_LETTERS_JSONL, pipeline_options
 from kvid.schema import from_example
 from kvid.video.frames import decode_jpeg, resize_frame
 from kvid.video.testing import read_index, write_index_video

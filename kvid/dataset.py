@@ -1,0 +1,78 @@
+"""``dataset.json``: what a folder of clip records holds, in one place.
+
+Written by ``kvid ingest`` and by the TFX ``VideoExampleGen`` (:func:`describe` builds the
+fields both share, :func:`save` writes them), read by tf.data and the trainer
+(:func:`load`). Its writers run inside Beam and write with Beam's FileSystems (no
+TensorFlow import in an ingest worker); its readers already hold TensorFlow and read with
+``tf.io.gfile`` (importing Beam there would cost seconds per ``kvid train``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+FILE = "dataset.json"
+
+
+def path(data_dir: str) -> str:
+    return os.path.join(data_dir, FILE)
+
+
+def describe(*, labels, config, splits: dict, shards: dict, accounting: dict,
+             compression: str, params: dict | None = None, **extra) -> dict:
+    """The fields every ``dataset.json`` has: labels, per-split counts, the stored clip
+    layout (from the ``IngestConfig``), shard paths relative to the folder, the input
+    accounting (``inputs = processed + dead letters + skipped``) and the ingest params."""
+    return {
+        "labels": list(labels),
+        "splits": splits,
+        "clip_frames": config.frames_per_clip,
+        "fps": config.fps,
+        "image_size": list(config.size) if config.size else None,
+        "short_side": config.short_side,
+        "compression": compression,
+        "flow": config.flow,
+        "shards": shards,
+        **accounting,
+        "params": {**config.to_json(), **(params or {})},
+        **extra,
+    }
+
+
+def dumps(info: dict) -> str:
+    return json.dumps(info, indent=2) + "\n"
+
+
+def save(info: dict, directory: str) -> str:
+    """Writes ``directory/dataset.json`` and returns its path."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    target = path(directory)
+    with FileSystems.create(target, mime_type="application/json",
+                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(dumps(info).encode("utf-8"))
+    return target
+
+
+def exists(data_dir: str) -> bool:
+    import tensorflow as tf
+
+    return tf.io.gfile.exists(path(data_dir))
+
+
+def load(data_dir: str) -> dict:
+    """The folder's ``dataset.json`` (labels, splits, clip_frames, fps, image_size, shards)."""
+    import tensorflow as tf
+
+    source = path(data_dir)
+    if not tf.io.gfile.exists(source):
+        raise FileNotFoundError(
+            f"No {FILE} in {data_dir!r}: expected the output of `kvid ingest`.")
+    with tf.io.gfile.GFile(source) as f:
+        info = json.load(f)
+    if not isinstance(info, dict) or not isinstance(info.get("labels"), list):
+        raise ValueError(f"{source} has no 'labels' list. Received keys: "
+                         f"{sorted(info) if isinstance(info, dict) else type(info).__name__}")
+    return info
