@@ -28,10 +28,11 @@ import grpc
 import numpy as np
 
 from kvid.cliargs import non_negative_int, positive_float, positive_int
+from kvid.serving.contract import (CLASSES_OUTPUT, DEFAULT_SIGNATURE, FRAMES_INPUT,
+                                   LABELS_OUTPUT, METADATA_INPUT, METADATA_OUTPUT,
+                                   METADATA_SIGNATURE, PROBABILITIES_OUTPUT)
 from kvid.serving.errors import HTTP_STATUS, ServingError
 
-DEFAULT_SIGNATURE = "serving_default"
-METADATA_SIGNATURE = "kvid_metadata"  # kvid.train.export writes it
 _CODE_OF_HTTP = {status: code for code, status in reversed(HTTP_STATUS.items())}
 _CODE_OF_HTTP[413] = grpc.StatusCode.RESOURCE_EXHAUSTED  # over kvid serve's body limit
 _NUMPY_OF_DT = {"DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_INT32": np.int32,
@@ -220,9 +221,9 @@ class Client:
         model without that signature."""
         if METADATA_SIGNATURE not in self._signature_defs(version):
             return None
-        out = self.predict({"request": np.array([b""], dtype=object)}, METADATA_SIGNATURE,
-                           version)
-        return json.loads(out["metadata"][0])
+        out = self.predict({METADATA_INPUT: np.array([b""], dtype=object)},
+                           METADATA_SIGNATURE, version)
+        return json.loads(out[METADATA_OUTPUT][0])
 
     def predict(self, inputs: dict | list, signature_name: str = DEFAULT_SIGNATURE,
                 version: int | None = None) -> dict[str, np.ndarray]:
@@ -308,8 +309,8 @@ def configure_predict_parser(parser: argparse.ArgumentParser) -> argparse.Argume
     parser.add_argument("--signature", default=DEFAULT_SIGNATURE)
     parser.add_argument("--fps", type=positive_float, default=None,
                         help="resample the video to this frame rate (default: the rate the "
-                             "model was trained at, from its kvid_metadata signature; else "
-                             "the video's own)")
+                             f"model was trained at, from its {METADATA_SIGNATURE} signature; "
+                             "else the video's own)")
     parser.add_argument("--short-side", type=non_negative_int, default=256,
                         help="downscale frames to this short side before sending (0: as "
                              "decoded); the model resizes in-graph, this only saves bandwidth")
@@ -334,7 +335,7 @@ def _classify_clips(client: Client, clips: list[list[bytes]], args) -> list[dict
     results = []
     for i in range(0, len(clips), args.batch_size):
         batch = clips[i:i + args.batch_size]
-        out = client.predict({"frames": np.array(batch, dtype=object)}, args.signature,
+        out = client.predict({FRAMES_INPUT: np.array(batch, dtype=object)}, args.signature,
                              args.version)
         for j in range(len(batch)):
             results.append({k: v[j] for k, v in out.items()})
@@ -349,10 +350,10 @@ def _top_k(results: list[dict], k: int) -> list[tuple[str, float]]:
     """
     names = {}
     for r in results:
-        for c, lab in zip(r["classes"].tolist(), r["labels"].tolist()):
+        for c, lab in zip(r[CLASSES_OUTPUT].tolist(), r[LABELS_OUTPUT].tolist()):
             names[int(c)] = lab.decode("utf-8", "replace")
-    k = min(k, len(results[0]["labels"]))
-    mean = np.mean([r["probabilities"] for r in results], axis=0)
+    k = min(k, len(results[0][LABELS_OUTPUT]))
+    mean = np.mean([r[PROBABILITIES_OUTPUT] for r in results], axis=0)
     return [(names.get(int(c), f"#{int(c)}"), float(mean[c])) for c in np.argsort(-mean)[:k]]
 
 
@@ -422,7 +423,7 @@ def predict_command(args: argparse.Namespace) -> int:
 def _predict(client: Client, args: argparse.Namespace) -> int:
     from kvid.video import encode_jpeg, iter_frames, probe, resize_frame, window_clips
 
-    shape = client.input_shape("frames", args.signature, args.version)
+    shape = client.input_shape(FRAMES_INPUT, args.signature, args.version)
     t = shape[1] if len(shape) > 1 and shape[1] > 0 else args.frames
     target_fps = args.fps or (client.model_info(args.version) or {}).get("fps")
     frames, times = [], []

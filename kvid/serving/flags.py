@@ -14,6 +14,7 @@ import os
 import socket
 
 from kvid.cliargs import non_negative_float, number_type, port, positive_int
+from kvid.serving.contract import WARMUP_PATH
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_BODY_BYTES = 64 << 20
@@ -60,7 +61,7 @@ def configure_serve_parser(parser: argparse.ArgumentParser) -> argparse.Argument
     tf_flags.add_argument("--batching_parameters_file", default=None,
                           help="text BatchingParameters")
     tf_flags.add_argument("--enable_model_warmup", type=_flag_bool, nargs="?", const=True,
-                          default=True, help="replay assets.extra/tf_serving_warmup_requests")
+                          default=True, help=f"replay {WARMUP_PATH}")
     tf_flags.add_argument("--monitoring_config_file", default=None,
                           help="text MonitoringConfig; prometheus_config { enable: true "
                                "path: ... } serves TF Serving's metrics (request_count, "

@@ -15,10 +15,11 @@ from google.protobuf import message
 from tensorflow_serving.apis import (get_model_metadata_pb2, model_service_pb2_grpc,
                                      predict_pb2, prediction_service_pb2_grpc)
 
+from kvid.serving.contract import DEFAULT_SIGNATURE
 from kvid.serving.errors import ServingError, invalid_argument
 from kvid.serving.limits import RequestLimits
 from kvid.serving.metrics import Metrics
-from kvid.serving.servables import DEFAULT_SIGNATURE, ModelManager, check_input_shape
+from kvid.serving.servables import ModelManager, check_input_shape
 from kvid.serving.tensor_proto import from_tensor_proto, to_tensor_proto
 
 SIGNATURE_DEF_FIELD = "signature_def"  # GetModelMetadataImpl::kSignatureDef

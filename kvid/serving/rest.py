@@ -30,6 +30,7 @@ from google.protobuf import json_format
 from tensorflow_serving.apis import model_pb2
 
 from kvid.serving import json_tensor
+from kvid.serving.contract import DEFAULT_SIGNATURE
 from kvid.serving.errors import ServingError, invalid_argument
 from kvid.serving.limits import RequestLimits
 from kvid.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -182,7 +183,7 @@ class RestApi:
     def _classify_regress(self, verb, name, version, label, body: bytes) -> bytes:
         """The request and signature checks of TF Serving, then 501: only predict runs here."""
         doc = json_tensor.parse_json(body)
-        signame = json_tensor.signature_name(doc) or "serving_default"
+        signame = json_tensor.signature_name(doc) or DEFAULT_SIGNATURE
         json_tensor.check_examples_request(doc)
         servable = self.manager.get(name, version, label)
         sig = servable.signature_defs.get(signame)

@@ -25,6 +25,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
                                      prediction_log_pb2)
 from tensorflow_serving.config import model_server_config_pb2
 
+from kvid.serving.contract import DEFAULT_SIGNATURE, WARMUP_PATH
 from kvid.serving.errors import ServingError, invalid_argument, not_found
 from kvid.serving.json_tensor import type_name
 from kvid.serving.metrics import Metrics
@@ -32,9 +33,7 @@ from kvid.serving.tensor_proto import from_tensor_proto
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SIGNATURE = "serving_default"
 PREDICT_METHOD = "tensorflow/serving/predict"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 _MAX_LOAD_ATTEMPTS = 5  # TF Serving's default max_num_load_retries is 5
 State = get_model_status_pb2.ModelVersionStatus.State
 
@@ -126,7 +125,7 @@ class Servable:
 
     def warm_up(self) -> int:
         """Replays ``assets.extra/tf_serving_warmup_requests`` (TF Serving's model warmup)."""
-        path = os.path.join(self.path, WARMUP_FILE)
+        path = os.path.join(self.path, WARMUP_PATH)
         if not os.path.exists(path):
             return 0
         n = 0

@@ -1,11 +1,11 @@
 """A toy SavedModel with kvid's serving signatures, for tests, the benchmark and demos.
 
 It stands in for ``kvid.train.export`` output where a trained model is not the point:
-the same signature names, inputs, outputs, ``assets/labels.txt`` and warm-up file, a
-little real compute (in-graph JPEG decode and resize, a dense layer), and weights that
-depend on ``version`` so a test can tell which version answered. Two extra signatures
-cover the REST codec's other cases: several inputs with a ``*_bytes`` output, and one
-output.
+the same signature names, inputs, outputs, label map and warm-up file (those of
+:mod:`kvid.serving.contract`), a little real compute (in-graph JPEG decode and resize, a
+dense layer), and weights that depend on ``version`` so a test can tell which version
+answered. Two extra signatures cover the REST codec's other cases: several inputs with a
+``*_bytes`` output, and one output.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from kvid.data.preprocess import decode_frames
-from kvid.serving.servables import WARMUP_FILE
+from kvid.serving.contract import (ASSETS_EXTRA_DIR, CLASSES_OUTPUT, DEFAULT_SIGNATURE,
+                                   EXAMPLES_INPUT, EXAMPLES_SIGNATURE, FRAMES_INPUT,
+                                   LABELS_FILE, LABELS_OUTPUT, PROBABILITIES_OUTPUT,
+                                   SCORES_OUTPUT, TENSOR_SIGNATURE, WARMUP_PATH)
 from kvid.serving.tensor_proto import to_tensor_proto
 
 TOY_LABELS = ("wave", "clap", "run", "jump", "sit")
@@ -36,12 +39,14 @@ class _ToyModel(tf.Module):
         self.image_size = image_size
         t, s = clip_frames, image_size
         self.serving_default = tf.function(
-            self._from_jpegs, input_signature=[tf.TensorSpec([None, t], tf.string, "frames")])
+            self._from_jpegs,
+            input_signature=[tf.TensorSpec([None, t], tf.string, FRAMES_INPUT)])
         self.serving_examples = tf.function(
-            self._from_examples, input_signature=[tf.TensorSpec([None], tf.string, "examples")])
+            self._from_examples,
+            input_signature=[tf.TensorSpec([None], tf.string, EXAMPLES_INPUT)])
         self.serving_tensor = tf.function(
             self._from_pixels,
-            input_signature=[tf.TensorSpec([None, t, s, s, 3], tf.float32, "frames")])
+            input_signature=[tf.TensorSpec([None, t, s, s, 3], tf.float32, FRAMES_INPUT)])
         self.multi = tf.function(self._multi, input_signature=[
             tf.TensorSpec([None, 3], tf.float32, "x"), tf.TensorSpec([None], tf.string, "tag")])
         self.single = tf.function(self._single, input_signature=[
@@ -55,8 +60,8 @@ class _ToyModel(tf.Module):
         scores, classes = tf.math.top_k(probs, k=TOP_K)
         names = tf.io.read_file(self.labels_asset)
         table = tf.strings.split(tf.strings.strip(names), "\n")
-        return {"probabilities": probs, "classes": tf.cast(classes, tf.int32),
-                "labels": tf.gather(table, classes), "scores": scores}
+        return {PROBABILITIES_OUTPUT: probs, CLASSES_OUTPUT: tf.cast(classes, tf.int32),
+                LABELS_OUTPUT: tf.gather(table, classes), SCORES_OUTPUT: scores}
 
     def _from_jpegs(self, frames):
         size = (self.image_size, self.image_size)
@@ -97,23 +102,23 @@ def write_toy_model(base_path: str, version: int = 1, *, clip_frames: int = 16,
     final = os.path.join(base_path, str(version))
     tmp = os.path.join(base_path, f".tmp-{version}")
     os.makedirs(tmp, exist_ok=True)
-    labels = os.path.join(tmp, "labels.txt")
+    labels = os.path.join(tmp, LABELS_FILE)
     with open(labels, "w") as f:
         f.write("\n".join(TOY_LABELS) + "\n")
     model = _ToyModel(version, clip_frames, image_size, labels)
-    sigs = {name: getattr(model, name).get_concrete_function() for name in
-            ("serving_default", "serving_examples", "serving_tensor", "multi", "single")}
+    sigs = {DEFAULT_SIGNATURE: model.serving_default, EXAMPLES_SIGNATURE: model.serving_examples,
+            TENSOR_SIGNATURE: model.serving_tensor, "multi": model.multi, "single": model.single}
     export = os.path.join(tmp, "export")
     tf.saved_model.save(model, export, signatures=sigs)
     if warmup:
         request = predict_pb2.PredictRequest()
-        request.model_spec.signature_name = "serving_default"
-        request.inputs["frames"].CopyFrom(
+        request.model_spec.signature_name = DEFAULT_SIGNATURE
+        request.inputs[FRAMES_INPUT].CopyFrom(
             to_tensor_proto(np.array([toy_clip(clip_frames)], dtype=object), tf.string))
         log = prediction_log_pb2.PredictionLog(
             predict_log=prediction_log_pb2.PredictLog(request=request))
-        os.makedirs(os.path.join(export, "assets.extra"), exist_ok=True)
-        with tf.io.TFRecordWriter(os.path.join(export, WARMUP_FILE)) as w:
+        os.makedirs(os.path.join(export, ASSETS_EXTRA_DIR), exist_ok=True)
+        with tf.io.TFRecordWriter(os.path.join(export, WARMUP_PATH)) as w:
             w.write(log.SerializeToString())
     os.replace(export, final)
     os.remove(labels)

@@ -17,6 +17,7 @@ from tensorflow_model_analysis.proto import config_pb2 as tfma
 from tfx import v1 as tfx
 
 from kvid.ingest import IngestConfig
+from kvid.serving.contract import EXAMPLES_SIGNATURE, PROBABILITIES_OUTPUT
 from kvid.tfx.config import PipelineConfig, ensure_videos
 from kvid.tfx.example_gen import VideoExampleGen
 
@@ -37,8 +38,8 @@ def eval_config(config: PipelineConfig, num_classes: int) -> tfma.EvalConfig:
                 direction=tfma.MetricDirection.HIGHER_IS_BETTER,
                 absolute={"value": config.change_threshold})))
     return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name="serving_examples", label_key="label",
-                                    prediction_key="probabilities",
+        model_specs=[tfma.ModelSpec(signature_name=EXAMPLES_SIGNATURE, label_key="label",
+                                    prediction_key=PROBABILITIES_OUTPUT,
                                     preprocessing_function_names=[])],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[

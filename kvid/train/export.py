@@ -20,6 +20,9 @@ A fourth signature, ``kvid_metadata``, answers the same preprocessing JSON (labe
 frames, image size, normalization, fps) through the serving API itself, because TF
 Serving's metadata endpoint exposes signatures but not assets: ``request`` string [batch]
 (any values) -> ``metadata`` string [batch]. ``kvid predict`` reads the model's fps there.
+
+Every name above is a constant of :mod:`kvid.serving.contract`, which the server and the
+clients share.
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ import tensorflow as tf
 from kvid import schema
 from kvid.data.preprocess import decode_frames, normalize, resize_cover_crop
 from kvid.models import clip_logits
-from kvid.serving.client import METADATA_SIGNATURE
-
-WARMUP_FILE = "tf_serving_warmup_requests"
-PREPROCESSING_FILE = "kvid.json"
+from kvid.serving.contract import (ASSETS_DIR, ASSETS_EXTRA_DIR, CLASSES_OUTPUT,
+                                   DEFAULT_SIGNATURE, EXAMPLES_INPUT, EXAMPLES_SIGNATURE,
+                                   FRAMES_INPUT, LABELS_FILE, LABELS_OUTPUT, METADATA_INPUT,
+                                   METADATA_OUTPUT, METADATA_SIGNATURE, PREPROCESSING_FILE,
+                                   PROBABILITIES_OUTPUT, SCORES_OUTPUT, TENSOR_SIGNATURE,
+                                   WARMUP_FILE)
 
 
 def check_export_dir(export_dir: str, overwrite: bool = False) -> None:
@@ -127,8 +132,8 @@ def export_saved_model(
         logits = clip_logits(model(normalize(pixels, normalization), training=False))
         probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
         scores, classes = tf.math.top_k(probs, k=k)
-        return {"probabilities": probs, "classes": classes,
-                "labels": tf.gather(label_table, classes), "scores": scores}
+        return {PROBABILITIES_OUTPUT: probs, CLASSES_OUTPUT: classes,
+                LABELS_OUTPUT: tf.gather(label_table, classes), SCORES_OUTPUT: scores}
 
     def decode_clip(jpegs):
         return decode_frames(jpegs, (h, w))
@@ -158,7 +163,7 @@ def export_saved_model(
     meta_json = json.dumps(meta, indent=2)
 
     def kvid_metadata(request):
-        return {"metadata": tf.fill(tf.shape(request)[:1], meta_json)}
+        return {METADATA_OUTPUT: tf.fill(tf.shape(request)[:1], meta_json)}
 
     parent = os.path.dirname(os.path.abspath(export_dir))
     os.makedirs(parent, exist_ok=True)
@@ -167,7 +172,7 @@ def export_saved_model(
     try:
         asset_dir = os.path.join(tmp, "_assets_src")
         os.makedirs(asset_dir)
-        labels_path = os.path.join(asset_dir, "labels.txt")
+        labels_path = os.path.join(asset_dir, LABELS_FILE)
         with open(labels_path, "w") as f:
             f.write("\n".join(labels) + "\n")
         meta_path = os.path.join(asset_dir, PREPROCESSING_FILE)
@@ -182,14 +187,14 @@ def export_saved_model(
         root.labels_asset = tf.saved_model.Asset(labels_path)
         root.metadata_asset = tf.saved_model.Asset(meta_path)
         signatures = {
-            "serving_default": tf.function(serving_default, input_signature=[
-                tf.TensorSpec([None, t], tf.string, name="frames")]),
-            "serving_examples": tf.function(serving_examples, input_signature=[
-                tf.TensorSpec([None], tf.string, name="examples")]),
-            "serving_tensor": tf.function(serving_tensor, input_signature=[
-                tf.TensorSpec([None, t, None, None, 3], tf.float32, name="frames")]),
+            DEFAULT_SIGNATURE: tf.function(serving_default, input_signature=[
+                tf.TensorSpec([None, t], tf.string, name=FRAMES_INPUT)]),
+            EXAMPLES_SIGNATURE: tf.function(serving_examples, input_signature=[
+                tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)]),
+            TENSOR_SIGNATURE: tf.function(serving_tensor, input_signature=[
+                tf.TensorSpec([None, t, None, None, 3], tf.float32, name=FRAMES_INPUT)]),
             METADATA_SIGNATURE: tf.function(kvid_metadata, input_signature=[
-                tf.TensorSpec([None], tf.string, name="request")]),
+                tf.TensorSpec([None], tf.string, name=METADATA_INPUT)]),
         }
         for name, fn in signatures.items():
             setattr(root, name, fn)
@@ -214,11 +219,11 @@ def _write_warmup(saved_model_dir: str, model_name: str, frames: Sequence[bytes]
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     request = predict_pb2.PredictRequest(
-        model_spec=model_pb2.ModelSpec(name=model_name, signature_name="serving_default"))
-    request.inputs["frames"].CopyFrom(tf.make_tensor_proto([list(frames)], dtype=tf.string))
+        model_spec=model_pb2.ModelSpec(name=model_name, signature_name=DEFAULT_SIGNATURE))
+    request.inputs[FRAMES_INPUT].CopyFrom(tf.make_tensor_proto([list(frames)], dtype=tf.string))
     log = prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request))
-    extra = os.path.join(saved_model_dir, "assets.extra")
+    extra = os.path.join(saved_model_dir, ASSETS_EXTRA_DIR)
     os.makedirs(extra, exist_ok=True)
     with tf.io.TFRecordWriter(os.path.join(extra, WARMUP_FILE)) as writer:
         writer.write(log.SerializeToString())
@@ -226,5 +231,5 @@ def _write_warmup(saved_model_dir: str, model_name: str, frames: Sequence[bytes]
 
 def read_preprocessing(saved_model_dir: str) -> dict:
     """The preprocessing and label map an exported model was trained with."""
-    with open(os.path.join(saved_model_dir, "assets", PREPROCESSING_FILE)) as f:
+    with open(os.path.join(saved_model_dir, ASSETS_DIR, PREPROCESSING_FILE)) as f:
         return json.load(f)

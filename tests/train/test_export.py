@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from kvid import schema
 from kvid.data.preprocess import decode_frames, normalize
-from kvid.train.export import PREPROCESSING_FILE, WARMUP_FILE, read_preprocessing
+from kvid.serving.contract import PREPROCESSING_FILE, WARMUP_PATH
+from kvid.train.export import read_preprocessing
 from kvid.train.runs import export_run, first_clip, load_run
 
 
@@ -70,7 +71,7 @@ def test_assets_label_map_preprocessing_and_warmup(exported, trained_run):
 
     from tensorflow_serving.apis import prediction_log_pb2
 
-    records = list(tf.data.TFRecordDataset(os.path.join(exported, "assets.extra", WARMUP_FILE)))
+    records = list(tf.data.TFRecordDataset(os.path.join(exported, WARMUP_PATH)))
     assert len(records) == 1
     log = prediction_log_pb2.PredictionLog.FromString(records[0].numpy())
     request = log.predict_log.request

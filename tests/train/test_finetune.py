@@ -84,8 +84,9 @@ def test_fine_tune_from_a_kvid_run(trained_run, tmp_path, capsys):
 
     source = keras.models.load_model(os.path.join(trained_run["dir"], "last.keras"),
                                      compile=False)
-    base = ["train", "--data", trained_run["data"], "--model", "cnn_gru",
-            "--model-args", json.dumps(json.load(open(os.path.join(trained_run["dir"], "config.json")))["model_kwargs"]),
+    with open(os.path.join(trained_run["dir"], "config.json")) as f:
+        model_args = json.dumps(json.load(f)["model_kwargs"])
+    base = ["train", "--data", trained_run["data"], "--model", "cnn_gru", "--model-args", model_args,
             "--pretrained", os.path.join(trained_run["dir"], "last.keras"),
             "--epochs", "1", "--batch-size", "4", "--lr", "0.01"]
     frozen = str(tmp_path / "frozen")

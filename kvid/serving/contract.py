@@ -1,0 +1,35 @@
+"""The SavedModel contract between ``kvid export``, the server and the clients.
+
+TF Serving, ``kvid serve``, ``kvid predict`` and TFMA find a kvid model's signatures,
+tensors and files by these names, so they are defined once, here: changing a name means
+changing this file (and re-exporting the models). No TensorFlow import, so that the
+REST/gRPC client can use them without loading it.
+"""
+
+import os
+
+# Signatures written by kvid.train.export.
+DEFAULT_SIGNATURE = "serving_default"  # JPEG frames; what a request naming none gets
+EXAMPLES_SIGNATURE = "serving_examples"  # serialized clip records (kvid/schema.py); TFMA's
+TENSOR_SIGNATURE = "serving_tensor"  # float32 pixels in [0, 255]
+METADATA_SIGNATURE = "kvid_metadata"  # the preprocessing JSON, as TF Serving hides assets
+
+# Inputs.
+FRAMES_INPUT = "frames"  # DEFAULT_SIGNATURE and TENSOR_SIGNATURE
+EXAMPLES_INPUT = "examples"  # EXAMPLES_SIGNATURE
+METADATA_INPUT = "request"  # METADATA_SIGNATURE; any strings, one answer each
+
+# Outputs of the three clip signatures, and of METADATA_SIGNATURE.
+PROBABILITIES_OUTPUT = "probabilities"
+CLASSES_OUTPUT = "classes"
+LABELS_OUTPUT = "labels"
+SCORES_OUTPUT = "scores"
+METADATA_OUTPUT = "metadata"
+
+# Files, relative to the SavedModel folder.
+ASSETS_DIR = "assets"
+LABELS_FILE = "labels.txt"  # in ASSETS_DIR: one class name a line
+PREPROCESSING_FILE = "kvid.json"  # in ASSETS_DIR: what METADATA_SIGNATURE answers
+ASSETS_EXTRA_DIR = "assets.extra"
+WARMUP_FILE = "tf_serving_warmup_requests"  # in ASSETS_EXTRA_DIR: PredictionLog records
+WARMUP_PATH = os.path.join(ASSETS_EXTRA_DIR, WARMUP_FILE)
