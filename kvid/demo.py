@@ -16,26 +16,27 @@ import time
 
 import numpy as np
 
+from kvid.serving import contract
+from kvid.synth import MOTION
+
 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
+    """The demo runs kvid.synth's motion recipe (the same as the TFX pipeline's defaults)."""
+
     output: str = "kvid-demo"
-    num_classes: int = 4
-    videos_per_class: int = 64  # ~350 train clips after the group split; 32 is too few
-    video_frames: int = 32
-    video_size: int = 96
-    fps: float = 12.5  # ingest resamples the 25 fps videos to this rate
-    clip_frames: int = 8
-    image_size: int = 64  # not 48-50: CPU Conv3D training hits a ~300x slower path there
-    epochs: int = 20
-    batch_size: int = 8
-    # Early fusion (Karpathy et al. 2014) at a quarter width: its first conv sees all T
-    # frames, so it learns motion from ~350 clips in minutes on 2 CPU cores. (CNN+GRU with
-    # pooled per-frame features cannot see translation at all.)
-    model: str = "early_fusion"
-    model_kwargs: dict = dataclasses.field(default_factory=lambda: {
-        "width_multiplier": 0.25, "fc_units": (128,), "dropout": 0.3})
-    learning_rate: float = 1e-3
+    num_classes: int = MOTION.num_classes
+    videos_per_class: int = MOTION.videos_per_class
+    video_frames: int = MOTION.video_frames
+    video_size: int = MOTION.video_size
+    fps: float = MOTION.fps
+    clip_frames: int = MOTION.clip_frames
+    image_size: int = MOTION.image_size
+    epochs: int = MOTION.epochs
+    batch_size: int = MOTION.batch_size
+    model: str = MOTION.model
+    model_kwargs: dict = dataclasses.field(default_factory=lambda: dict(MOTION.model_kwargs))
+    learning_rate: float = MOTION.learning_rate
     workers: int = 1
     seed: int = 0
     overwrite: bool = False
@@ -100,13 +101,13 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict:
                           host="127.0.0.1", rest_port=0, grpc_port=None)
     try:
         client = Client(rest_url=f"http://127.0.0.1:{server.rest_port}", model="kvid")
-        answer = client.predict({"frames": [clip]})
+        answer = client.predict({contract.FRAMES_INPUT: [clip]})
     finally:
         server.stop()
-    rest_probs = np.asarray(answer["probabilities"][0], dtype=np.float32)
+    rest_probs = np.asarray(answer[contract.PROBABILITIES_OUTPUT][0], dtype=np.float32)
     run = load_run(run_dir)
     local_probs = _in_process_probs(run, clip)
-    predicted = answer["labels"][0][0]
+    predicted = answer[contract.LABELS_OUTPUT][0][0]
     predicted = predicted.decode() if isinstance(predicted, bytes) else predicted
     timings["serve_s"] = time.perf_counter() - t
 
@@ -121,7 +122,7 @@ def run_demo(cfg: DemoConfig = DemoConfig()) -> dict:
         "test_video_top1": report.get("video", {}).get("top1"),
         "chance": 1.0 / cfg.num_classes,
         "rest_prediction": {"video": video_path, "true": true_label, "predicted": predicted,
-                            "score": float(answer["scores"][0][0])},
+                            "score": float(answer[contract.SCORES_OUTPUT][0][0])},
         "rest_matches_in_process": bool(np.allclose(rest_probs, local_probs, atol=1e-4)),
         "max_abs_diff_rest_vs_in_process": float(np.max(np.abs(rest_probs - local_probs))),
         "paths": {"videos": videos, "data": data, "run": run_dir,

@@ -26,6 +26,31 @@ CLASSES = ("move_left", "move_right", "move_up", "move_down",
 
 
 @dataclasses.dataclass(frozen=True)
+class MotionRecipe:
+    """A dataset of these videos and a training recipe that learns it on 2 CPU cores in
+    minutes: the defaults of ``kvid demo`` and of the TFX pipeline without data of its own."""
+
+    num_classes: int = 4
+    videos_per_class: int = 64  # ~350 train clips after the group split; 32 is too few
+    video_frames: int = 32
+    video_size: int = 96
+    fps: float = 12.5  # ingest resamples the 25 fps videos to this rate
+    clip_frames: int = 8
+    image_size: int = 64  # not 48-50: CPU Conv3D training hits a ~300x slower path there
+    epochs: int = 20
+    batch_size: int = 8
+    # Early fusion (Karpathy et al. 2014) at a quarter width: its first conv sees all T
+    # frames, so it learns motion from ~350 clips in minutes on 2 CPU cores. (CNN+GRU with
+    # pooled per-frame features cannot see translation at all.)
+    model: str = "early_fusion"
+    model_kwargs: tuple = (("width_multiplier", 0.25), ("fc_units", (128,)), ("dropout", 0.3))
+    learning_rate: float = 1e-3
+
+
+MOTION = MotionRecipe()
+
+
+@dataclasses.dataclass(frozen=True)
 class SynthConfig:
     num_classes: int = 8
     videos_per_class: int = 12

@@ -13,12 +13,10 @@ import json
 import os
 from typing import Any
 
-from kvid.demo import DemoConfig
+from kvid.synth import MOTION  # with no data of its own: the synthetic motion recipe
 
 ENV_PREFIX = "KVID_"
 CONFIG_ENV = "KVID_PIPELINE_CONFIG"
-# With no data of its own the pipeline runs the demo's recipe (data, model, training).
-_DEMO = DemoConfig()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,27 +24,30 @@ class PipelineConfig:
     pipeline_name: str = "kvid"
     home: str = "kvid_output"  # pipeline root, metadata and default data live below it
     data_root: str = ""  # folder of videos root/<label>/...; empty = the synthetic dataset
+    # classes in data_root; 0 = count its <label>/ folders when the pipeline is created
+    # (a Kubeflow compile reads nothing, so there it must be given)
+    num_classes: int = 0
     serving_dir: str = ""  # Pusher target (TF Serving layout); default: HOME/serving/models
     model_name: str = "kvid"  # served model name: SERVING_DIR/<model_name>/<version>/
     # ingest (VideoExampleGen)
-    fps: float = _DEMO.fps
-    clip_frames: int = _DEMO.clip_frames
-    image_size: int = _DEMO.image_size
+    fps: float = MOTION.fps
+    clip_frames: int = MOTION.clip_frames
+    image_size: int = MOTION.image_size
     train_buckets: int = 3
     eval_buckets: int = 1
     # training (Trainer, via kvid.train)
-    model: str = _DEMO.model
+    model: str = MOTION.model
     # the demo model's kwargs; another model starts from {} (or its preset) unless given
-    model_kwargs: dict = dataclasses.field(default_factory=lambda: dict(_DEMO.model_kwargs))
+    model_kwargs: dict = dataclasses.field(default_factory=lambda: dict(MOTION.model_kwargs))
     preset: str = ""  # "paper" or "tiny" builder kwargs from the registry; "" = none
     # a published checkpoint of `model` to fine-tune from, as `kvid train --pretrained`
     # (e.g. KVID_PRETRAINED=torchvision:/ckpt/r2plus1d_18-91a641e6.pth); "" = from scratch
     pretrained: str = ""
     freeze_backbone: bool = False  # with pretrained: train only the new head
     backbone_lr_scale: float = 1.0  # with pretrained: the backbone's rate = learning_rate x this
-    epochs: int = _DEMO.epochs
-    batch_size: int = _DEMO.batch_size
-    learning_rate: float = _DEMO.learning_rate
+    epochs: int = MOTION.epochs
+    batch_size: int = MOTION.batch_size
+    learning_rate: float = MOTION.learning_rate
     optimizer: str = "adam"
     mixed_precision: bool = False
     flip: bool = True  # random horizontal flips; never on the synthetic data (mirror = other class)
@@ -57,8 +58,8 @@ class PipelineConfig:
     # components and Beam
     statistics: bool = True  # StatisticsGen, SchemaGen, ExampleValidator
     beam_args: tuple = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-    synth_videos_per_class: int = _DEMO.videos_per_class
-    synth_classes: int = _DEMO.num_classes
+    synth_videos_per_class: int = MOTION.videos_per_class
+    synth_classes: int = MOTION.num_classes
 
     def __post_init__(self):
         from kvid.data.augment import AugmentConfig
@@ -67,6 +68,7 @@ class PipelineConfig:
 
         AugmentConfig(crop=self.crop)  # an unknown crop: the same clear error, now
         validate.positive("backbone_lr_scale", self.backbone_lr_scale)
+        validate.non_negative("num_classes", self.num_classes, integer=True)
 
     @property
     def pipeline_root(self) -> str:
@@ -148,5 +150,5 @@ def ensure_videos(config: PipelineConfig) -> str:
 
         generate(config.videos, SynthConfig(
             num_classes=config.synth_classes, videos_per_class=config.synth_videos_per_class,
-            frames=_DEMO.video_frames, size=_DEMO.video_size))
+            frames=MOTION.video_frames, size=MOTION.video_size))
     return config.videos

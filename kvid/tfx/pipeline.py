@@ -56,14 +56,22 @@ def eval_config(config: PipelineConfig, num_classes: int) -> tfma.EvalConfig:
         ])
 
 
-def _num_classes(videos: str) -> int:
+def _num_classes(config: PipelineConfig) -> int:
+    if config.num_classes:
+        return config.num_classes
+    if not config.data_root:
+        return config.synth_classes
     from kvid.ingest.runner import as_manifest
 
-    return len(as_manifest(videos).labels)
+    return len(as_manifest(config.videos).labels)
 
 
-def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
-    """Wires the components; runs nothing. The video folder must exist (see ensure_videos)."""
+def create_pipeline(config: PipelineConfig, *, local: bool = True) -> tfx.dsl.Pipeline:
+    """Wires the components; runs nothing. The video folder must exist (see ensure_videos).
+
+    ``local``: with the SQLite metadata store of LocalDagRunner (TFX creates its folder);
+    an orchestrator that brings its own store (Kubeflow) gets none.
+    """
     videos = config.videos
     example_gen = VideoExampleGen(
         videos, IngestConfig(fps=config.fps, clip_frames=config.clip_frames,
@@ -102,7 +110,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=model_resolver.outputs["model"],
-        eval_config=eval_config(config, _num_classes(videos)),
+        eval_config=eval_config(config, _num_classes(config)),
         example_splits=["eval"])
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
@@ -118,7 +126,7 @@ def create_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
         components=components,
         enable_cache=True,
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            os.path.abspath(config.metadata_path)),
+            os.path.abspath(config.metadata_path)) if local else None,
         beam_pipeline_args=list(config.beam_args),
     )
 
@@ -132,11 +140,20 @@ def run_local(config: PipelineConfig) -> None:
 
 def compile_kubeflow_v2(config: PipelineConfig, output_file: str, *,
                         image: str = "kvid:latest") -> str:
-    """Compiles the same pipeline to a Kubeflow V2 / Vertex AI Pipelines JSON spec."""
+    """Compiles the same pipeline to a Kubeflow V2 / Vertex AI Pipelines JSON spec.
+
+    It runs on a cluster, so it reads and writes nothing here: the videos are
+    ``data_root`` (a place the cluster reads, e.g. ``gs://bucket/videos``) and their class
+    count ``num_classes``, both given.
+    """
+    if not config.data_root or not config.num_classes:
+        raise ValueError("a Kubeflow pipeline reads videos where the cluster can: give "
+                         "KVID_DATA_ROOT (e.g. gs://bucket/videos) and KVID_NUM_CLASSES. "
+                         f"Received: data_root={config.data_root!r}, "
+                         f"num_classes={config.num_classes}")
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=os.path.dirname(os.path.abspath(output_file)),
         output_filename=os.path.basename(output_file))
-    ensure_videos(config)
-    runner.run(create_pipeline(config), write_out=True)
+    runner.run(create_pipeline(config, local=False), write_out=True)
     return output_file

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from kvid.demo import DemoConfig
+from kvid.synth import MOTION
 from kvid.tfx.config import PipelineConfig
 
 
@@ -17,7 +18,8 @@ def test_env_overrides_file_and_other_models_drop_the_demo_kwargs(tmp_path):
         (5, "c3d", "tiny", False, "random")
     assert config.model_kwargs == {}  # early fusion's kwargs are not c3d's
     demo = PipelineConfig.load(environ={})
-    assert demo.model == DemoConfig.model and demo.model_kwargs == DemoConfig().model_kwargs
+    assert demo.model == DemoConfig.model == MOTION.model
+    assert demo.model_kwargs == DemoConfig().model_kwargs == dict(MOTION.model_kwargs)
     given = PipelineConfig.load(environ={"KVID_MODEL": "cnn_lstm",
                                          "KVID_MODEL_KWARGS": '{"units": 16}'})
     assert given.model_kwargs == {"units": 16}

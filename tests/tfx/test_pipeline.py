@@ -8,6 +8,7 @@ share their artifacts: (1) `tfx pipeline create` + `tfx run create` bless and pu
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -124,13 +125,21 @@ def test_pipeline_cli_run_cache_and_threshold(tmp_path):
 
 
 def test_kubeflow_v2_compile_names_every_component(tmp_path):
+    """The compile reads and writes nothing but its spec: the videos are a bucket this
+    machine cannot reach (no network in CI), their class count is given."""
     out = tmp_path / "kvid_pipeline.json"
-    env = {**os.environ, "KVID_HOME": str(tmp_path / "home"), "KVID_SYNTH_CLASSES": "2",
-           "KVID_SYNTH_VIDEOS_PER_CLASS": "2", "KVID_CROP": "multiscale",
+    home = tmp_path / "home"
+    env = {**os.environ, "KVID_HOME": str(home), "KVID_CROP": "multiscale",
            "KVID_MODEL": "r2plus1d_18", "KVID_PRETRAINED": "torchvision:/ckpt/r2plus1d_18.pth",
            "KVID_BACKBONE_LR_SCALE": "0.1"}
-    _run([os.path.join(BIN, "kvid"), "pipeline", "compile", "--kubeflow-v2", str(out),
-          "--image", "gcr.io/example/kvid:1"], env, tmp_path)
+    compile_cmd = [os.path.join(BIN, "kvid"), "pipeline", "compile", "--kubeflow-v2", str(out),
+                   "--image", "gcr.io/example/kvid:1"]
+    refused = subprocess.run(compile_cmd, env=env, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=600)
+    assert refused.returncode == 2 and "KVID_DATA_ROOT" in refused.stderr.strip().splitlines()[-1]
+    _run(compile_cmd, {**env, "KVID_DATA_ROOT": "gs://kvid-example/videos",
+                       "KVID_NUM_CLASSES": "3"}, tmp_path)
+    assert not home.exists()  # no synthetic videos, no metadata store
     spec = json.load(open(out))["pipelineSpec"]
     components = set(spec["components"])
     for name in ("VideoExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer",
@@ -143,3 +152,6 @@ def test_kubeflow_v2_compile_names_every_component(tmp_path):
     assert '\\"pretrained\\": \\"torchvision:/ckpt/r2plus1d_18.pth\\"' in root
     assert '\\"backbone_lr_scale\\": 0.1' in root
     assert '\\"freeze_backbone\\": false' in root
+    assert "gs://kvid-example/videos" in json.dumps(spec)
+    flat = re.sub(r"(\\n|\s)+", "", json.dumps(spec))  # the Evaluator's config, unindented
+    assert '\\"class_ids\\":{\\"values\\":[0,1,2]}' in flat  # KVID_NUM_CLASSES recall
