@@ -17,6 +17,12 @@ round's ratio, since the shared machine's speed drifts between rounds):
 - train_imagenet: the same as train with ImageNet mean/std (the 2D-backbone models)
 - train_jitter: the same as train with color jitter 0.4
 - video: ``dataset_from_videos(training=True)`` on the mp4 files themselves
+- whole_raw / whole_train / whole_views: video-level records (``kvid ingest --layout video``:
+  each ``--whole-frames`` video one record): read + parse + decode the T frames a clip
+  needs (the limit), the training pipeline drawing a random clip over the whole video, and
+  multi-view evaluation (10 clips x 3 crops). ``whole_record_mb`` is a record's size, the
+  memory a video costs in tf.data before its T sampled frames (``sampled_frames_mb``) are
+  decoded.
 
 The videos (``--content``) are 320x240 camera pans over a real photograph (``photo``, the
 default: matplotlib's sample ``grace_hopper.jpg``), whose frames have a real image's detail
@@ -46,7 +52,7 @@ import tensorflow as tf
 from matplotlib import cbook
 
 from kvid import schema, synth
-from kvid.data import AugmentConfig, dataset_from_videos, make_dataset, native
+from kvid.data import AugmentConfig, dataset_from_videos, make_dataset, make_eval_views, native
 from kvid.data.pipeline import read_records
 from kvid.data.preprocess import decode_jpegs
 from kvid.data.sources import resolve_files
@@ -109,12 +115,36 @@ def write_shards(root: str, videos: list[str], *, clip_frames: int, copies: int,
     return len(records) * copies, float(np.mean(jpeg_bytes))
 
 
+def write_whole_videos(root: str, videos: list[str], *, copies: int, stored: dict) -> float:
+    """Each video as one video-level record (``--layout video``), ``copies`` times; returns
+    the mean record size in bytes."""
+    records = []
+    for k, path in enumerate(videos):
+        frames = [resize_frame(f.rgb, **stored) for f in iter_frames(path)]
+        records.append(schema.serialize_clip(schema.Clip(
+            frames=[encode_jpeg(f, quality=90) for f in frames], label=k % 4,
+            label_name=str(k % 4), video_id=path, group="", clip_index=0, clip_start_frame=0,
+            fps=25.0, height=frames[0].shape[0], width=frames[0].shape[1],
+            video_frames=len(frames), chunk_stride=0)))
+    os.makedirs(os.path.join(root, "train"))
+    with tf.io.TFRecordWriter(os.path.join(root, "train", "clips-00000-of-00001.tfrecord")) as w:
+        for _ in range(copies):
+            for r in records:
+                w.write(r)
+    with open(os.path.join(root, "dataset.json"), "w") as f:
+        json.dump({"labels": [str(i) for i in range(4)], "layout": "video",
+                   "splits": {"train": {"num_videos": len(records) * copies,
+                                        "num_clips": len(records) * copies}}}, f)
+    return float(np.mean([len(r) for r in records]))
+
+
 def raw_dataset(data_dir: str, batch_size: int, clip_frames: int) -> tf.data.Dataset:
     """The limit: read, parse and decode every JPEG (the fastest way: unrolled); nothing else."""
     files, compression = resolve_files(data_dir, "train")
 
-    def decode(r):
-        jpegs = tf.ensure_shape(schema.parse_clip(r)[schema.FRAMES], [clip_frames])
+    def decode(r):  # the first T frames of a clip window or a whole-video record
+        jpegs = tf.ensure_shape(schema.parse_clip(r)[schema.FRAMES][:clip_frames],
+                                [clip_frames])
         return tf.cast(decode_jpegs(jpegs), tf.float32)
 
     return (read_records(files, compression, shuffle=False, seed=None).repeat()
@@ -163,8 +193,10 @@ def main():
     parser.add_argument("--stored", default="128",
                         help="stored frames: short side (ingest --short-side) or HxW (--size)")
     parser.add_argument("--pipelines", default="raw,train,train_tf_ops,train_random,"
-                        "train_imagenet,train_jitter,train_gzip,eval,video",
-                        help="comma-separated subset to time")
+                        "train_imagenet,train_jitter,train_gzip,eval,video,whole_raw,"
+                        "whole_train,whole_views", help="comma-separated subset to time")
+    parser.add_argument("--whole-frames", type=int, default=250,
+                        help="frames of each video-level record (250: 10 s at 25 fps)")
     args = parser.parse_args()
     bs, t, size = args.batch_size, args.clip_frames, args.size
     if "x" in args.stored:
@@ -186,6 +218,12 @@ def main():
         clips, jpeg_kb = write_shards(data, videos, clip_frames=t, copies=8, shards=4,
                                       stored=stored)
         common = dict(clip_frames=t, batch_size=bs, image_size=size, repeat=True, seed=0)
+        whole = os.path.join(tmp, "whole")
+        record_bytes = None
+        if any(p.startswith("whole_") for p in args.pipelines.split(",")):
+            long_videos = photo_videos(os.path.join(tmp, "long"), max(4, args.videos // 4),
+                                       frames=args.whole_frames)
+            record_bytes = write_whole_videos(whole, long_videos, copies=8, stored=stored)
         pipelines = {
             "raw": lambda: raw_dataset(data, bs, t),
             "train": lambda: make_dataset(data, "train", training=True, **common),
@@ -201,6 +239,11 @@ def main():
             "eval": lambda: make_dataset(data, "train", training=False, **common),
             "video": lambda: dataset_from_videos(root, training=True, short_side=short_side,
                                                  **common),
+            "whole_raw": lambda: raw_dataset(whole, bs, t),
+            "whole_train": lambda: make_dataset(whole, "train", training=True, **common),
+            "whole_views": lambda: make_eval_views(whole, "train", clip_frames=t,
+                                                   image_size=size, num_clips=10, num_crops=3,
+                                                   batch_size=bs).repeat(),
         }
         chosen = args.pipelines.split(",")
         pipelines = {k: v for k, v in pipelines.items() if k in chosen}
@@ -224,13 +267,18 @@ def main():
         **{f"{k}_clips_per_s": round(v, 1) for k, v in wall.items()},
         **{f"{k}_clips_per_cpu_s": round(v, 1) for k, v in cpu.items()},
     }
+    if record_bytes is not None:
+        result.update(whole_frames=args.whole_frames,
+                      whole_record_mb=round(record_bytes / 2**20, 2),
+                      sampled_frames_mb=round(t * size * size * 3 * 4 / 2**20, 2))
     for name in pipelines:
-        if name != "raw" and "raw" in wall:
+        base = "whole_raw" if name.startswith("whole_") else "raw"
+        if name != base and base in wall:
             # Median over rounds of the ratio within a round: the machine's speed drifts by
             # more than the effects measured here, so only neighbours in time are compared.
             for i, suffix in ((0, ""), (1, "_cpu")):
-                ratios = [r[name][i] / r["raw"][i] for r in rounds]
-                result[f"{name}_vs_raw{suffix}"] = round(float(np.median(ratios)), 3)
+                ratios = [r[name][i] / r[base][i] for r in rounds]
+                result[f"{name}_vs_{base}{suffix}"] = round(float(np.median(ratios)), 3)
     print(json.dumps(result))
 
 

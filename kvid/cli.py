@@ -79,7 +79,16 @@ def _add_train_args(p):
     p.add_argument("--batch-size", type=positive_int, default=8)
     p.add_argument("--clip-frames", type=positive_int, help="default: the stored clip length")
     p.add_argument("--image-size", type=positive_int, help="default: the stored frame size")
-    p.add_argument("--sampling", default="dense", choices=("dense", "uniform", "segments"))
+    p.add_argument("--sampling", default="dense", choices=("dense", "uniform", "segments"),
+                   help="dense: consecutive frames (--frame-step apart); uniform: spread over "
+                        "the record; segments: TSN, a snippet from each of --num-segments")
+    p.add_argument("--frame-step", type=positive_int, default=1,
+                   help="dense: frames between sampled frames (e.g. SlowFast's 8x8: 8)")
+    p.add_argument("--num-segments", type=positive_int, default=3,
+                   help="segments: K (--clip-frames must be a multiple of it)")
+    p.add_argument("--clip-aggregation", default="mean", choices=("mean", "last"),
+                   help="per-step models (LRCN): clip logits for evaluation and export, "
+                        "the mean over steps or the last step")
     p.add_argument("--no-flip", dest="flip", action="store_false",
                    help="no random horizontal flips (needed when mirroring changes the class, "
                         "as for the synthetic move_left/move_right data)")
@@ -123,6 +132,8 @@ def _train_config(args):
         model_kwargs=args.model_args, preset=args.preset, epochs=args.epochs,
         batch_size=args.batch_size,
         clip_frames=args.clip_frames, image_size=args.image_size, sampling=args.sampling,
+        frame_step=args.frame_step, num_segments=args.num_segments,
+        clip_aggregation=args.clip_aggregation,
         flip=args.flip, crop=args.crop,
         optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
         warmup_epochs=args.warmup, weight_decay=args.weight_decay,
@@ -147,10 +158,14 @@ def _add_evaluate_args(p):
     p.add_argument("--split", default="test")
     p.add_argument("--clips", type=positive_int, default=4,
                    help="temporal clips per video (video level)")
-    p.add_argument("--crops", type=int, default=1, choices=(1, 3),
-                   help="spatial crops per clip (video level)")
+    p.add_argument("--crops", type=int, default=1, choices=(1, 3, 10),
+                   help="spatial crops per clip (video level): 1 center, 3 along the long "
+                        "side, 10 = 4 corners + center, each also mirrored (TSN)")
     p.add_argument("--output", help="folder for report.json and PNGs (default: RUN/eval-SPLIT)")
     p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--clip-aggregation", choices=("mean", "last"),
+                   help="per-step models (LRCN): clip logits from the mean or the last step "
+                        "(default: the run's)")
 
 
 def _cmd_evaluate(args) -> int:
@@ -158,10 +173,13 @@ def _cmd_evaluate(args) -> int:
 
     report = evaluate_run(args.run, data_dir=args.data, split=args.split,
                           num_clips=args.clips, num_crops=args.crops,
-                          output_dir=args.output, batch_size=args.batch_size)
+                          output_dir=args.output, batch_size=args.batch_size,
+                          clip_aggregation=args.clip_aggregation)
     summary = {level: {k: report[level][k] for k in ("count", "top1", "mean_class_accuracy")}
                for level in ("clip", "video") if level in report}
-    print(json.dumps({**summary, "report": report["files"]["report"]}))
+    views = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+             for row in report["views"]["rows"]]
+    print(json.dumps({**summary, "views": views, "report": report["files"]["report"]}))
     return 0
 
 
@@ -177,13 +195,17 @@ def _add_export_args(p):
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing model in OUTPUT (swapped in by renames, so a "
                         "server watching it never loads a half-written one)")
+    p.add_argument("--clip-aggregation", choices=("mean", "last"),
+                   help="per-step models (LRCN): clip logits from the mean or the last step "
+                        "(default: the run's)")
 
 
 def _cmd_export(args) -> int:
     from kvid.train.runs import export_run
 
     path = export_run(args.run, args.output, weights=args.weights, model_name=args.model_name,
-                      top_k=args.top_k, overwrite=args.overwrite)
+                      top_k=args.top_k, overwrite=args.overwrite,
+                      clip_aggregation=args.clip_aggregation)
     print(f"exported {path}")
     return 0
 

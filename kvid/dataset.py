@@ -27,7 +27,8 @@ def describe(*, labels, config, splits: dict, shards: dict, accounting: dict,
     return {
         "labels": list(labels),
         "splits": splits,
-        "clip_frames": config.frames_per_clip,
+        "layout": config.layout,  # "video": whole videos (or chunks), sampled at read time
+        "clip_frames": config.frames_per_clip,  # None for layout "video"
         "fps": config.fps,
         "image_size": list(config.size) if config.size else None,
         "short_side": config.short_side,

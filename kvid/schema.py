@@ -20,8 +20,12 @@ LABEL = "label"  # int64: index into the label map (dataset.json "labels")
 LABEL_NAME = "label_name"  # bytes
 VIDEO_ID = "video_id"  # bytes: unique per source video
 GROUP = "group"  # bytes: the unit that must not straddle splits (actor, UCF101 gNN)
-CLIP_INDEX = "clip_index"  # int64: clip number within its video
+CLIP_INDEX = "clip_index"  # int64: clip (or chunk) number within its video
 CLIP_START_FRAME = "clip_start_frame"  # int64: index of the first frame at the sampled fps
+# Video-level records (ingest layout "video"): the whole video is one record, or chunks of it
+# that overlap; a reader samples over the whole video with these two (0 in clip windows).
+VIDEO_FRAMES = "video_frames"  # int64: frames of the whole video at the sampled fps
+CHUNK_STRIDE = "chunk_stride"  # int64: frames between chunk starts; 0 = not chunked
 NUM_FRAMES = "num_frames"  # int64: T
 FPS = "fps"  # float: frame rate of the stored frames
 HEIGHT = "height"  # int64
@@ -46,6 +50,8 @@ class Clip:
     height: int
     width: int
     flow: Sequence[bytes] = ()
+    video_frames: int = 0
+    chunk_stride: int = 0
 
 
 @functools.cache
@@ -92,6 +98,8 @@ def to_example(clip: Clip):
     feature = example.features.feature
     ints = {LABEL: clip.label, CLIP_INDEX: clip.clip_index, CLIP_START_FRAME: clip.clip_start_frame,
             NUM_FRAMES: len(clip.frames), HEIGHT: clip.height, WIDTH: clip.width}
+    if clip.video_frames:  # clip-window records stay as they were
+        ints.update({VIDEO_FRAMES: clip.video_frames, CHUNK_STRIDE: clip.chunk_stride})
     strings = {LABEL_NAME: clip.label_name, VIDEO_ID: clip.video_id, GROUP: clip.group}
     feature[FRAMES].bytes_list.value.extend(clip.frames)
     for name, value in ints.items():
@@ -128,6 +136,8 @@ def from_example(serialized: bytes) -> Clip:
         fps=float(one(FPS, "float_list")),
         height=int(one(HEIGHT, "int64_list")),
         width=int(one(WIDTH, "int64_list")),
+        video_frames=int(one(VIDEO_FRAMES, "int64_list") or 0) if VIDEO_FRAMES in f else 0,
+        chunk_stride=int(one(CHUNK_STRIDE, "int64_list") or 0) if CHUNK_STRIDE in f else 0,
     )
 
 
@@ -147,6 +157,8 @@ def feature_spec(with_flow: bool = False) -> dict:
         FPS: tf.io.FixedLenFeature([], tf.float32, default_value=0.0),
         HEIGHT: tf.io.FixedLenFeature([], tf.int64),
         WIDTH: tf.io.FixedLenFeature([], tf.int64),
+        VIDEO_FRAMES: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        CHUNK_STRIDE: tf.io.FixedLenFeature([], tf.int64, default_value=0),
     }
     if with_flow:
         spec[FLOW] = tf.io.RaggedFeature(tf.string)

@@ -23,7 +23,7 @@ from kvid.data import native, preprocess
 from kvid.data.augment import NO_AUGMENT, AugmentConfig, color_jitter, crop_window, \
     flip_left_right, mix_batch
 from kvid.data.sampling import temporal_indices, validate_sampling
-from kvid.data.sources import resolve_files, split_size
+from kvid.data.sources import layout_of, resolve_files, split_size
 
 AUTOTUNE = tf.data.AUTOTUNE
 MODALITIES = ("rgb", "flow", "rgb+flow")
@@ -143,12 +143,6 @@ def _pixels(src: tf.Tensor, channels: int, window: tf.Tensor | None = None) -> t
     return px[..., :channels]
 
 
-def _center_crop(src: tf.Tensor, channels: int, image_size) -> tf.Tensor:
-    """The serving center crop of one stream (``decode_frames`` for JPEG frames)."""
-    window = preprocess.center_window(*preprocess.frame_size(src), image_size)
-    return preprocess.resize_to(_pixels(src, channels, window), image_size)
-
-
 def _sampled_frames(clip: dict, cfg: InputConfig, *, training: bool, seed, phase) -> dict:
     """Gathers the sampled frames of each stream.
 
@@ -164,12 +158,29 @@ def _sampled_frames(clip: dict, cfg: InputConfig, *, training: bool, seed, phase
     with tf.control_dependencies([check]):
         idx = temporal_indices(n, cfg.clip_frames, sampling=cfg.sampling, training=training,
                                seed=seed, num_segments=cfg.num_segments,
-                               frame_step=cfg.frame_step, phase=phase)
+                               frame_step=cfg.frame_step, phase=phase,
+                               max_starts=_owned_starts(clip, n))
+    return _gather_streams(clip, cfg, idx)
+
+
+def _gather_streams(clip: dict, cfg: InputConfig, idx: tf.Tensor) -> dict:
+    """The frames at ``idx`` of each stream (flow has one fewer: its last repeats)."""
     out = {}
     for s in cfg.streams:
         last = tf.shape(clip[s])[0] - 1
         out[s] = tf.gather(clip[s], tf.minimum(idx, last))
     return out
+
+
+def _owned_starts(clip: dict, n) -> tf.Tensor | None:
+    """How many clip starts a chunk of a long video owns (those before the next chunk's
+    start; the last chunk owns the rest), None for a whole video or a clip window."""
+    if "chunk_stride" not in clip:
+        return None
+    stride = tf.cast(clip["chunk_stride"], tf.int32)
+    last = tf.cast(clip["offset"], tf.int32) + tf.cast(n, tf.int32) >= \
+        tf.cast(clip["video_frames"], tf.int32)
+    return tf.where(tf.logical_or(stride <= 0, last), tf.int32.max - 1, stride)
 
 
 def _mode(cfg: InputConfig, stream: str) -> str:
@@ -284,7 +295,9 @@ def record_to_clip(serialized: tf.Tensor, with_flow: bool = False,
             label, message="a record's label_name is not among the configured labels")
         with tf.control_dependencies([check]):
             label = tf.identity(label)
-    clip = {"rgb": f[schema.FRAMES], "label": label, "video_id": f[schema.VIDEO_ID]}
+    clip = {"rgb": f[schema.FRAMES], "label": label, "video_id": f[schema.VIDEO_ID],
+            "offset": f[schema.CLIP_START_FRAME], "video_frames": f[schema.VIDEO_FRAMES],
+            "chunk_stride": f[schema.CHUNK_STRIDE]}
     if with_flow:
         clip["flow"] = f[schema.FLOW]
     return clip
@@ -434,15 +447,29 @@ def make_dataset(
 # --- multi-view evaluation -------------------------------------------------------------------
 
 
-def spatial_crops(frames: tf.Tensor, image_size: tuple[int, int], num_crops: int) -> tf.Tensor:
-    """[T, h, w, C] -> [M, T, H, W, C]: M center-crop-sized windows along the long side.
+TEN_CROP_SCALE = 0.875  # TSN's 224 of 256: ten-crop windows are this much of the cover crop
 
-    One crop is exactly the serving center crop; three are the usual left/center/right
-    (or top/center/bottom) full-short-side crops of SlowFast/X3D testing.
+
+def spatial_crops(frames: tf.Tensor, image_size: tuple[int, int], num_crops: int, *,
+                  is_flow: bool = False) -> tf.Tensor:
+    """[T, h, w, C] -> [M, T, H, W, C]: M crops of the frames.
+
+    M windows of the center crop's size along the long side (one is exactly the serving
+    center crop; three are SlowFast/X3D's left/center/right), or for M = 10 TSN's ten
+    crops: 4 corners and the center at :data:`TEN_CROP_SCALE` of that size, each also
+    mirrored (8-bit flow's x negated with it).
     """
     shape = tf.shape(frames)
     h, w = shape[1], shape[2]
     ch, cw = preprocess.cover_window(h, w, image_size)
+    if num_crops == 10:
+        ch = tf.cast(tf.cast(ch, tf.float32) * TEN_CROP_SCALE, tf.int32)
+        cw = tf.cast(tf.cast(cw, tf.float32) * TEN_CROP_SCALE, tf.int32)
+        places = [(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0), (0.5, 0.5)]
+        crops = [preprocess.resize_to(preprocess.crop(
+            frames, preprocess.place_window(h, w, ch, cw, fy, fx)), image_size)
+            for fy, fx in places]
+        return tf.stack(crops + [flip_left_right(c, is_flow=is_flow) for c in crops])
     along_y = h - ch > w - cw
     crops = []
     for i in range(num_crops):
@@ -458,22 +485,72 @@ def view_phases(num_clips: int) -> list[float]:
     return [0.5] if num_clips == 1 else [i / (num_clips - 1) for i in range(num_clips)]
 
 
+def _view_starts(clip: dict, cfg: InputConfig, num_clips: int) -> tf.Tensor:
+    """int32 [V] record-relative starts of the dense views a record gives: N clips evenly
+    spaced over the whole video (``video_frames``), each taken by the chunk that owns its
+    start, so a video gives N views whether it is one record or several. A clip window (or
+    a decoded video file) gives N over its own frames."""
+    n = tf.shape(clip[cfg.streams[0]])[0]
+    span = (cfg.clip_frames - 1) * cfg.frame_step + 1
+    phases = tf.constant(view_phases(num_clips))
+
+    def evenly(length):
+        free = tf.cast(tf.maximum(length - span, 0), tf.float32)
+        return tf.cast(tf.floor(free * phases + 1e-4), tf.int32)
+
+    owned = _owned_starts(clip, n)
+    if owned is None:
+        return evenly(n)
+    video = tf.cast(clip["video_frames"], tf.int32)
+    offset = tf.where(video > 0, tf.cast(clip["offset"], tf.int32), 0)
+    starts = evenly(tf.where(video > 0, video, n)) - offset
+    return tf.boolean_mask(starts, tf.logical_and(starts >= 0, starts < owned))
+
+
+def _view_crops(x, stream: str, cfg: InputConfig, num_crops: int, window_src) -> tf.Tensor:
+    """[V*T] frames of one stream -> [M, V*T, H, W, C] crops (the serving center crop for
+    M = 1), the crop window placed on ``window_src``'s frame size."""
+    c, (h, w) = CHANNELS[stream], cfg.image_size
+    if num_crops > 1:
+        return spatial_crops(_pixels(x, c), cfg.image_size, num_crops, is_flow=stream == "flow")
+    window = preprocess.center_window(*preprocess.frame_size(window_src), cfg.image_size)
+    return preprocess.resize_to(_pixels(x, c, window), (h, w))[None]
+
+
 def clip_views(clip: dict, cfg: InputConfig, num_clips: int, num_crops: int):
-    """One clip -> (inputs [N*M, T, H, W, C], labels [N*M], video_ids [N*M]), clip-major."""
-    per_stream = {s: [] for s in cfg.streams}
-    for phase in view_phases(num_clips):
-        sampled = _sampled_frames(clip, cfg, training=False, seed=None, phase=phase)
-        for s, x in sampled.items():
-            if num_crops == 1:
-                per_stream[s].append(_center_crop(x, CHANNELS[s], cfg.image_size)[None])
-            else:
-                per_stream[s].append(spatial_crops(_pixels(x, CHANNELS[s]), cfg.image_size,
-                                                   num_crops))
-    frames = {s: tf.concat(v, axis=0) for s, v in per_stream.items()}
+    """One record -> (inputs [V*M, T, H, W, C], labels [V*M], video_ids [V*M]), clip-major.
+
+    Dense sampling takes V = N clips evenly spaced over the whole video (split among the
+    chunks of a chunked one: N in all); uniform and segments sampling take N phases of the
+    record's own frames.
+    """
+    t, m = cfg.clip_frames, num_crops
+    h, w = cfg.image_size
+    if cfg.sampling == "dense":
+        starts = _view_starts(clip, cfg, num_clips)
+        n = tf.shape(clip[cfg.streams[0]])[0]
+        idx = tf.math.floormod(starts[:, None] + tf.range(t) * cfg.frame_step,
+                               tf.maximum(n, 1))
+        sampled = _gather_streams(clip, cfg, tf.reshape(idx, [-1]))  # [V*T] per stream
+        views = tf.shape(starts)[0]
+    else:
+        parts = [_sampled_frames(clip, cfg, training=False, seed=None, phase=p)
+                 for p in view_phases(num_clips)]
+        sampled = {s: tf.concat([p[s] for p in parts], axis=0) for s in cfg.streams}
+        views = tf.constant(num_clips)
+    frames = {}
+    for s, x in sampled.items():
+        c = CHANNELS[s]
+        y = tf.cond(views > 0,
+                    lambda x=x, s=s: tf.cast(_view_crops(x, s, cfg, m, clip[s][:1]),
+                                             tf.float32),
+                    lambda c=c: tf.zeros([m, 0, h, w, c]))
+        y = tf.reshape(y, [m, views, t, h, w, c])
+        frames[s] = tf.reshape(tf.transpose(y, [1, 0, 2, 3, 4, 5]), [views * m, t, h, w, c])
     inputs, label = _finish(frames, clip, cfg)
-    n = num_clips * num_crops
-    labels = tf.repeat(label[None], n, axis=0)
-    return inputs, labels, tf.fill([n], clip["video_id"])
+    count = views * m
+    labels = tf.repeat(label[None], count, axis=0)
+    return inputs, labels, tf.fill([count], clip["video_id"])
 
 
 def make_eval_views(
@@ -503,7 +580,9 @@ def make_eval_views(
     ds = read_records(files, compression, shuffle=False, seed=None).map(
         lambda r: clip_views(parse(r), cfg, num_clips, num_crops),
         num_parallel_calls=AUTOTUNE)
-    size = split_size(data_dir, split)
+    # Dense views of whole-video records: N per video however many chunks it has.
+    per_video = cfg.sampling == "dense" and layout_of(data_dir) == "video"
+    size = split_size(data_dir, split, "videos" if per_video else "clips")
     ds = _with_size(ds.unbatch(), size and size * num_clips * num_crops)
     return ds.batch(batch_size).prefetch(AUTOTUNE)
 

@@ -36,11 +36,14 @@ def temporal_indices(
     num_segments: int = 3,
     frame_step: int = 1,
     phase: float | tf.Tensor | None = None,
+    max_starts: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """int32 [clip_frames] indices into a clip of ``num_frames`` frames.
 
     In evaluation ``phase`` in [0, 1] (default 0.5, the centre) places the frames inside
     their free range: 0 the earliest, 1 the latest position; multi-clip views use it.
+    ``max_starts``: dense training draws its start among the first ``max_starts`` positions
+    only (a chunk of a long video owns the starts before the next chunk's).
 
     - ``dense``: ``clip_frames`` frames ``frame_step`` apart; random start in training.
       Shorter clips are looped, as ingest's ``short_policy="loop"`` does.
@@ -60,7 +63,9 @@ def temporal_indices(
         span = (clip_frames - 1) * frame_step + 1
         free = tf.maximum(n - span, 0)
         if training:
-            start = tf.random.stateless_uniform([], seed, 0, free + 1, dtype=tf.int32)
+            limit = free + 1 if max_starts is None else \
+                tf.clip_by_value(tf.cast(max_starts, tf.int32), 1, free + 1)
+            start = tf.random.stateless_uniform([], seed, 0, limit, dtype=tf.int32)
         else:
             start = tf.cast(tf.floor(tf.cast(free, tf.float32) * phase + 1e-4), tf.int32)
         idx = start + tf.range(clip_frames, dtype=tf.int32) * frame_step

@@ -78,8 +78,9 @@ def resolve_files(data_dir: str | Sequence[str], split: str | None) -> tuple[lis
     return files, kinds.pop()
 
 
-def split_size(data_dir, split: str | None) -> int | None:
-    """Clips in ``split`` per dataset.json (``splits.<split>.num_clips``), or None if unknown.
+def split_size(data_dir, split: str | None, unit: str = "clips") -> int | None:
+    """Records (``unit="clips"``: ``splits.<split>.num_clips``) or videos (``"videos"``)
+    in ``split`` per dataset.json, or None if unknown.
 
     Knowing it lets tf.data report a finite cardinality, so Keras shows epoch progress and
     does not warn that the input "ran out of data" at the end of each epoch.
@@ -90,5 +91,12 @@ def split_size(data_dir, split: str | None) -> int | None:
         return None
     entry = dataset.load(data_dir).get("splits", {})
     entry = entry.get(split) if isinstance(entry, dict) else None
-    n = entry.get("num_clips") if isinstance(entry, dict) else None
+    n = entry.get(f"num_{unit}") if isinstance(entry, dict) else None
     return int(n) if n is not None else None
+
+
+def layout_of(data_dir) -> str:
+    """``"video"`` for whole-video records, else ``"clips"`` (also when unknown)."""
+    if isinstance(data_dir, str) and dataset.exists(data_dir):
+        return dataset.load(data_dir).get("layout") or "clips"
+    return "clips"

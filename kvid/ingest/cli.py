@@ -15,7 +15,7 @@ from typing import Sequence
 from kvid.cliargs import (OneLineParser, any_int, fraction, non_negative_int, number_type,
                           positive_float, positive_int, regex)
 from kvid.ingest import manifests
-from kvid.ingest.config import COMPRESSIONS, FLOW_METHODS, IngestConfig
+from kvid.ingest.config import COMPRESSIONS, FLOW_METHODS, LAYOUTS, IngestConfig
 from kvid.video.sampling import SHORT_POLICIES
 
 FORMATS = ("auto", "folder", "csv", "ucf101", "hmdb51", "kinetics", "ntu")
@@ -81,8 +81,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
                         "train groups to a val split")
     parser.add_argument("--fps", type=positive_float, default=d.fps,
                         help="target frame rate (default: source)")
+    parser.add_argument("--layout", choices=LAYOUTS, default=d.layout,
+                        help="clips: stored windows of --clip-frames; video: each video whole "
+                        "(or in chunks of --max-frames), clips sampled at read time")
+    parser.add_argument("--max-frames", type=number_type(integer=True, minimum=2),
+                        default=d.max_frames, help="layout video: frames per record at most")
+    parser.add_argument("--chunk-overlap", type=non_negative_int, default=d.chunk_overlap,
+                        help="layout video: frames shared by consecutive chunks (at least "
+                        "the longest clip span a model will sample)")
     parser.add_argument("--clip-frames", type=positive_int, default=d.clip_frames,
-                        help="T frames per clip")
+                        help="T frames per clip (layout video: the fewest a video may have "
+                        "with --short-policy reject)")
     parser.add_argument("--stride", type=positive_int, default=d.stride,
                         help="frames between clip starts")
     parser.add_argument("--max-clips", type=positive_int, default=d.max_clips,
@@ -118,6 +127,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
 
 def config_from_args(args: argparse.Namespace) -> IngestConfig:
     return IngestConfig(
+        layout=args.layout, max_frames=args.max_frames, chunk_overlap=args.chunk_overlap,
         fps=args.fps, clip_frames=args.clip_frames, stride=args.stride, max_clips=args.max_clips,
         segments=args.segments, snippet=args.snippet, short_policy=args.short_policy,
         short_side=args.short_side, size=args.size, jpeg_quality=args.jpeg_quality,
@@ -195,7 +205,8 @@ def print_summary(dataset: dict, out: str, manifest: manifests.Manifest) -> None
     from kvid.ingest.runner import DEAD_LETTERS_JSONL, totals_line
 
     for split, s in dataset["splits"].items():
-        print(f"  {split}: {s['num_videos']} videos, {s['num_clips']} clips")
+        unit = "records (whole videos or chunks)" if dataset.get("layout") == "video" else "clips"
+        print(f"  {split}: {s['num_videos']} videos, {s['num_clips']} {unit}")
     if dataset["dead_letters"]:
         print(f"  dead letters: {dataset['dead_letters']} {dataset['dead_letter_reasons']} "
               f"(see {out}/{DEAD_LETTERS_JSONL})")

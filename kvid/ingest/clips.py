@@ -51,8 +51,23 @@ def decode_video(item: VideoItem, config: IngestConfig, *, keep_gray: bool = Fal
     return DecodedVideo(jpegs, grays, h, w, float(fps or 0.0))
 
 
+def chunk_indices(num_frames: int, config: IngestConfig) -> list[list[int]]:
+    """Layout "video": the whole video, or chunks of ``max_frames`` starting every
+    ``chunk_stride`` frames, the last one ending with the video."""
+    if num_frames < config.clip_frames and config.short_policy == "reject":
+        raise TooShortError(f"{num_frames} frames, fewer than one clip of {config.clip_frames}")
+    if num_frames <= config.max_frames:
+        return [list(range(num_frames))] if num_frames else []
+    starts = list(range(0, num_frames - config.max_frames, config.chunk_stride))
+    starts.append(starts[-1] + config.chunk_stride)  # the last chunk reaches the end
+    return [list(range(s, min(s + config.max_frames, num_frames))) for s in starts]
+
+
 def clip_indices(num_frames: int, config: IngestConfig) -> list[list[int]]:
-    """Frame indices of each clip: windows of T frames, or one TSN clip of K segments."""
+    """Frame indices of each record: windows of T frames, one TSN clip of K segments, or
+    (layout "video") the video's chunks."""
+    if config.layout == "video":
+        return chunk_indices(num_frames, config)
     if config.segments:
         if num_frames < config.frames_per_clip and config.short_policy == "reject":
             raise TooShortError(f"{num_frames} frames, fewer than {config.segments} segments "
@@ -86,11 +101,15 @@ def video_to_clips(
             out.append(flows[(a, b)])
         return out
 
+    chunks = config.layout == "video"
+    records = clip_indices(len(video.jpegs), config)
     clips = [
         Clip(frames=[video.jpegs[i] for i in indices], label=label, label_name=item.label,
              video_id=item.video_id, group=item.group, clip_index=k,
              clip_start_frame=indices[0], fps=video.fps, height=video.height, width=video.width,
-             flow=flow_of(indices) if flow_fn is not None else ())
-        for k, indices in enumerate(clip_indices(len(video.jpegs), config))
+             flow=flow_of(indices) if flow_fn is not None else (),
+             video_frames=len(video.jpegs) if chunks else 0,
+             chunk_stride=config.chunk_stride if chunks and len(records) > 1 else 0)
+        for k, indices in enumerate(records)
     ]
     return clips, len(video.jpegs)

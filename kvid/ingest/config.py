@@ -10,6 +10,7 @@ from kvid import validate
 from kvid.video.sampling import SHORT_POLICIES
 
 FLOW_METHODS = ("none", "farneback", "dis", "tvl1")
+LAYOUTS = ("clips", "video")
 COMPRESSIONS = ("", "GZIP")
 
 
@@ -22,6 +23,12 @@ class IngestConfig:
     """
 
     fps: float | None = None  # target frame rate; None keeps the source rate
+    # "clips": fixed windows of clip_frames (or one TSN clip); "video": the whole video in
+    # one record (longer ones in chunks of max_frames, chunk_overlap shared), so that
+    # readers sample clips and views over the whole video at read time
+    layout: str = "clips"
+    max_frames: int = 300  # layout "video": frames per record at most
+    chunk_overlap: int = 64  # layout "video": frames consecutive chunks share (>= a clip's span)
     clip_frames: int = 16  # T; with segments > 0 a clip has segments * snippet frames instead
     stride: int | None = None  # frames between clip starts; None = clip_frames (no overlap)
     max_clips: int | None = None  # per video, spread evenly; None = all windows
@@ -46,6 +53,14 @@ class IngestConfig:
         if self.size is not None:
             object.__setattr__(self, "size", tuple(int(v) for v in self.size))
         validate.positive("fps", self.fps, optional=True)  # inf would never end a video
+        _check(self.layout in LAYOUTS, f"layout must be one of {LAYOUTS}", layout=self.layout)
+        _check(self.max_frames >= 2, "max_frames must be >= 2", max_frames=self.max_frames)
+        _check(0 <= self.chunk_overlap < self.max_frames,
+               "chunk_overlap must be in [0, max_frames)", chunk_overlap=self.chunk_overlap,
+               max_frames=self.max_frames)
+        _check(self.layout == "clips" or not self.segments,
+               "segments (a stored TSN clip) need layout 'clips'; with layout 'video' TSN "
+               "samples its segments at read time", layout=self.layout, segments=self.segments)
         _check(self.clip_frames >= 1, "clip_frames must be >= 1", clip_frames=self.clip_frames)
         _check(self.stride is None or self.stride >= 1, "stride must be >= 1", stride=self.stride)
         _check(self.max_clips is None or self.max_clips >= 1, "max_clips must be >= 1",
@@ -76,9 +91,16 @@ class IngestConfig:
                decode_threads=self.decode_threads)
 
     @property
-    def frames_per_clip(self) -> int:
-        """T of every stored clip."""
+    def frames_per_clip(self) -> int | None:
+        """T of every stored clip (None for video-level records: each has its video's)."""
+        if self.layout == "video":
+            return None
         return self.segments * self.snippet if self.segments else self.clip_frames
+
+    @property
+    def chunk_stride(self) -> int:
+        """Frames between the starts of a long video's chunks (layout "video")."""
+        return self.max_frames - self.chunk_overlap
 
     @property
     def ratios(self) -> dict[str, float]:

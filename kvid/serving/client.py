@@ -422,10 +422,16 @@ def predict_command(args: argparse.Namespace) -> int:
 
 def _predict(client: Client, args: argparse.Namespace) -> int:
     from kvid.video import encode_jpeg, iter_frames, probe, resize_frame, window_clips
+    from kvid.video.sampling import clip_positions
 
     shape = client.input_shape(FRAMES_INPUT, args.signature, args.version)
     t = shape[1] if len(shape) > 1 and shape[1] > 0 else args.frames
-    target_fps = args.fps or (client.model_info(args.version) or {}).get("fps")
+    info = client.model_info(args.version) or {}
+    target_fps = args.fps or info.get("fps")
+    # the frames of each clip as the model was evaluated (its sampling, from kvid_metadata)
+    sampling = {"sampling": info.get("sampling", "dense"),
+                "frame_step": int(info.get("frame_step", 1)),
+                "num_segments": int(info.get("num_segments", 3))}
     frames, times = [], []
     for frame in iter_frames(args.video, fps=target_fps):
         rgb = frame.rgb
@@ -439,7 +445,7 @@ def _predict(client: Client, args: argparse.Namespace) -> int:
           file=sys.stderr)
     if args.sliding_window is None:
         clips = [[frames[i] for i in idx]
-                 for idx in window_clips(len(frames), t, max_clips=args.clips)]
+                 for idx in clip_positions(len(frames), t, max_clips=args.clips, **sampling)]
         for label, score in _top_k(_classify_clips(client, clips, args), args.top_k):
             print(f"{score:.4f}  {label}")
         return 0
@@ -448,7 +454,7 @@ def _predict(client: Client, args: argparse.Namespace) -> int:
     windows = window_clips(len(frames), window, stride=stride)
     clips, thumbs = [], []
     for w in windows:
-        center = window_clips(len(w), t, max_clips=1)[0]
+        center = clip_positions(len(w), t, max_clips=1, **sampling)[0]
         clips.append([frames[w[i]] for i in center])
         thumbs.append(w[len(w) // 2])
     results = _classify_clips(client, clips, args)

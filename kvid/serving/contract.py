@@ -15,7 +15,8 @@ TENSOR_SIGNATURE = "serving_tensor"  # float32 pixels in [0, 255]
 METADATA_SIGNATURE = "kvid_metadata"  # the preprocessing JSON, as TF Serving hides assets
 
 # Inputs.
-FRAMES_INPUT = "frames"  # DEFAULT_SIGNATURE and TENSOR_SIGNATURE
+FRAMES_INPUT = "frames"  # DEFAULT_SIGNATURE and TENSOR_SIGNATURE of an rgb model
+FLOW_INPUT = "flow"  # the same of a flow model: 8-bit flow images (kvid/schema.py FLOW)
 EXAMPLES_INPUT = "examples"  # EXAMPLES_SIGNATURE
 METADATA_INPUT = "request"  # METADATA_SIGNATURE; any strings, one answer each
 

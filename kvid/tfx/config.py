@@ -29,9 +29,13 @@ class PipelineConfig:
     num_classes: int = 0
     serving_dir: str = ""  # Pusher target (TF Serving layout); default: HOME/serving/models
     model_name: str = "kvid"  # served model name: SERVING_DIR/<model_name>/<version>/
-    # ingest (VideoExampleGen)
+    # ingest (VideoExampleGen), as kvid ingest: "clips" stores windows of clip_frames,
+    # "video" whole videos (chunks of max_frames sharing chunk_overlap) sampled at read time
+    layout: str = "clips"
+    max_frames: int = 300
+    chunk_overlap: int = 64
     fps: float = MOTION.fps
-    clip_frames: int = MOTION.clip_frames
+    clip_frames: int = MOTION.clip_frames  # stored windows, and the Trainer's clip length
     image_size: int = MOTION.image_size
     train_buckets: int = 3
     eval_buckets: int = 1
@@ -45,6 +49,10 @@ class PipelineConfig:
     pretrained: str = ""
     freeze_backbone: bool = False  # with pretrained: train only the new head
     backbone_lr_scale: float = 1.0  # with pretrained: the backbone's rate = learning_rate x this
+    sampling: str = "dense"  # as kvid train --sampling / --frame-step / --num-segments
+    frame_step: int = 1
+    num_segments: int = 3
+    clip_aggregation: str = "mean"  # per-step models (LRCN): clip logits, mean or last step
     epochs: int = MOTION.epochs
     batch_size: int = MOTION.batch_size
     learning_rate: float = MOTION.learning_rate
@@ -67,8 +75,17 @@ class PipelineConfig:
         from kvid import validate
 
         AugmentConfig(crop=self.crop)  # an unknown crop: the same clear error, now
+        self.ingest_config()  # and bad ingest values
         validate.positive("backbone_lr_scale", self.backbone_lr_scale)
         validate.non_negative("num_classes", self.num_classes, integer=True)
+
+    def ingest_config(self):
+        from kvid.ingest import IngestConfig
+
+        return IngestConfig(layout=self.layout, max_frames=self.max_frames,
+                            chunk_overlap=self.chunk_overlap, fps=self.fps,
+                            clip_frames=self.clip_frames,
+                            size=(self.image_size, self.image_size))
 
     @property
     def pipeline_root(self) -> str:

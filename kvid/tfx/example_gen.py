@@ -62,7 +62,8 @@ def _ingest_config(exec_properties: dict[str, Any]) -> IngestConfig:
         custom.custom_config.Unpack(struct)
         values = json_format.MessageToDict(struct)
     for key in ("clip_frames", "jpeg_quality", "workers", "num_shards", "segments", "snippet",
-                "decode_threads", "seed", "short_side", "stride", "max_clips"):
+                "decode_threads", "seed", "short_side", "stride", "max_clips", "max_frames",
+                "chunk_overlap"):
         if values.get(key) is not None:
             values[key] = int(values[key])
     if values.get("size"):

@@ -16,7 +16,6 @@ import os
 from tensorflow_model_analysis.proto import config_pb2 as tfma
 from tfx import v1 as tfx
 
-from kvid.ingest import IngestConfig
 from kvid.serving.contract import EXAMPLES_SIGNATURE, PROBABILITIES_OUTPUT
 from kvid.tfx.config import PipelineConfig, ensure_videos
 from kvid.tfx.example_gen import VideoExampleGen
@@ -74,8 +73,7 @@ def create_pipeline(config: PipelineConfig, *, local: bool = True) -> tfx.dsl.Pi
     """
     videos = config.videos
     example_gen = VideoExampleGen(
-        videos, IngestConfig(fps=config.fps, clip_frames=config.clip_frames,
-                             size=(config.image_size, config.image_size)),
+        videos, config.ingest_config(),
         split_buckets={"train": config.train_buckets, "eval": config.eval_buckets})
     components = [example_gen]
     if config.statistics:
@@ -97,6 +95,9 @@ def create_pipeline(config: PipelineConfig, *, local: bool = True) -> tfx.dsl.Pi
             "pretrained": config.pretrained or None, "freeze_backbone": config.freeze_backbone,
             "backbone_lr_scale": config.backbone_lr_scale,
             "epochs": config.epochs, "batch_size": config.batch_size,
+            "clip_frames": config.clip_frames, "sampling": config.sampling,
+            "frame_step": config.frame_step, "num_segments": config.num_segments,
+            "clip_aggregation": config.clip_aggregation,
             "learning_rate": config.learning_rate, "optimizer": config.optimizer,
             "mixed_precision": config.mixed_precision, "model_name": config.model_name,
             "flip": config.flip and bool(config.data_root), "crop": config.crop,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from kvid.train.export import export_saved_model
+from kvid.train.runs import sampling_of
 from kvid.train.trainer import config_from_dict, train
 
 
@@ -36,4 +37,5 @@ def run_fn(fn_args) -> None:
         result.model, fn_args.serving_model_dir, labels=result.labels,
         clip_frames=result.clip_frames, image_size=result.image_size,
         normalization=result.normalization, model_name=custom.get("model_name", "kvid"),
-        extra_metadata={"model": config.model, "fps": result.fps}, overwrite=True)
+        extra_metadata={"model": config.model, "fps": result.fps}, overwrite=True,
+        clip_aggregation=config.clip_aggregation, **sampling_of(result.input))

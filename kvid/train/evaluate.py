@@ -65,29 +65,32 @@ def write_report(report: dict, labels: Sequence[str], out_dir: str, prefix: str 
     return report
 
 
-def _probabilities(model, inputs) -> np.ndarray:
-    """Softmax of the model's logits; per-step logits [B, T, C] are averaged first (LRCN)."""
+def _probabilities(model, inputs, aggregation: str = "mean") -> np.ndarray:
+    """Softmax of the model's logits; per-step logits [B, T, C] (LRCN) become the clip's
+    first: their mean or the last step (``aggregation``)."""
     import tensorflow as tf
 
     from kvid.models import clip_logits
 
-    logits = clip_logits(tf.convert_to_tensor(model(inputs, training=False)))
+    logits = clip_logits(tf.convert_to_tensor(model(inputs, training=False)), aggregation)
     return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1).numpy()
 
 
 def evaluate_run(run_dir: str, *, data_dir: str | None = None, split: str = "test",
                  num_clips: int = 4, num_crops: int = 1, output_dir: str | None = None,
-                 batch_size: int = 8, attention_clips: int = 2) -> dict:
+                 batch_size: int = 8, attention_clips: int = 2,
+                 clip_aggregation: str | None = None) -> dict:
     """Clip-level and video-level (num_clips x num_crops views averaged per video) report.
 
     Writes ``report.json``, confusion matrices (PNG + JSON) and, for the soft-attention
     LRCN, attention-map PNGs, into ``output_dir`` (default ``RUN/eval-<split>``).
     """
-    from kvid.data import make_dataset, make_eval_views, predict_video_scores
+    from kvid.data import make_dataset
     from kvid.train.runs import load_run
     from kvid.train.trainer import RunPaths
 
     run = load_run(run_dir)
+    aggregation = clip_aggregation or run.config.clip_aggregation
     data_dir = data_dir or run.config.data_dir
     output_dir = output_dir or RunPaths(run_dir).evaluation(split)
     # The run's own input settings and label order (labels matched by name): the data
@@ -96,20 +99,23 @@ def evaluate_run(run_dir: str, *, data_dir: str | None = None, split: str = "tes
     clips = make_dataset(data_dir, split, cfg, batch_size=batch_size, training=False)
     y_true, probs = [], []
     for inputs, labels in clips:
-        probs.append(_probabilities(run.model, inputs))
+        probs.append(_probabilities(run.model, inputs, aggregation))
         y_true.append(labels.numpy())
     if not probs:
         raise ValueError(f"the {split!r} split of {data_dir} has no clips")
     report = {"run": run_dir, "model": run.config.model, "split": split, "data": data_dir,
               "clip": classification_report(np.concatenate(y_true), np.concatenate(probs),
                                             run.labels)}
-    views = make_eval_views(data_dir, split, cfg, num_clips=num_clips, num_crops=num_crops,
-                            batch_size=batch_size * num_crops)
-    _, video_probs, video_labels = predict_video_scores(
-        lambda x, training=False: _probabilities(run.model, x), views)
-    report["video"] = classification_report(video_labels, video_probs, run.labels)
-    report["video"].update(num_clips=num_clips, num_crops=num_crops)
+    report["clip_aggregation"] = aggregation
+    report["views"] = view_costs(run, data_dir, split, cfg, num_clips, num_crops, batch_size,
+                                 aggregation)
+    report["video"] = report["views"].pop("_largest")
     report = write_report(report, run.labels, output_dir)
+    from kvid.train.plots import plot_view_costs
+
+    report["files"]["view_costs_png"] = plot_view_costs(
+        report["views"]["rows"], os.path.join(output_dir, "view_costs.png"),
+        title=f"{run.config.model}: video top-1 vs the cost of views")
     if run.config.model == "lrcn_soft_attention":
         report["files"]["attention_maps"] = _attention_pngs(run, clips, output_dir,
                                                             attention_clips)
@@ -119,6 +125,34 @@ def evaluate_run(run_dir: str, *, data_dir: str | None = None, split: str = "tes
     with open(report["files"]["report"], "w") as f:
         json.dump(report, f, indent=2)
     return report
+
+
+def view_costs(run, data_dir: str, split: str, cfg, num_clips: int, num_crops: int,
+               batch_size: int, aggregation: str = "mean") -> dict:
+    """Video-level accuracy at 1x1, Nx1 and NxM views (clips x crops, averaged per video),
+    with GFLOPs per video (one clip's x views) and the clips/s measured here: what more
+    views buy and what they cost. ``"_largest"``: the NxM report."""
+    import time
+
+    from kvid.data import make_eval_views, predict_video_scores
+    from kvid.models.flops import count_gflops
+
+    gflops = count_gflops(run.model, (cfg.clip_frames, *cfg.image_size, 3))
+    rows, largest = [], None
+    for n, m in dict.fromkeys([(1, 1), (num_clips, 1), (num_clips, num_crops)]):
+        views = make_eval_views(data_dir, split, cfg, num_clips=n, num_crops=m,
+                                batch_size=batch_size * m)
+        started = time.perf_counter()
+        ids, probs, labels = predict_video_scores(
+            lambda x, training=False: _probabilities(run.model, x, aggregation), views)
+        seconds = time.perf_counter() - started
+        largest = classification_report(labels, probs, run.labels)
+        largest.update(num_clips=n, num_crops=m)
+        rows.append({"clips": n, "crops": m, "views": n * m, "videos": len(ids),
+                     "top1": largest["top1"], "mean_class_accuracy":
+                     largest["mean_class_accuracy"], "gflops_per_video": gflops * n * m,
+                     "clips_per_s": len(ids) * n * m / seconds if seconds > 0 else None})
+    return {"gflops_per_clip": gflops, "rows": rows, "_largest": largest}
 
 
 def _attention_pngs(run, clips, output_dir: str, count: int) -> list[str]:

@@ -38,14 +38,19 @@ import numpy as np
 import tensorflow as tf
 
 from kvid import schema
+from kvid.data.pipeline import CHANNELS, FLOW_NORMALIZE
 from kvid.data.preprocess import decode_frames, normalize, resize_cover_crop
+from kvid.data.sampling import temporal_indices
 from kvid.models import clip_logits
 from kvid.serving.contract import (ASSETS_DIR, ASSETS_EXTRA_DIR, CLASSES_OUTPUT,
                                    DEFAULT_SIGNATURE, EXAMPLES_INPUT, EXAMPLES_SIGNATURE,
-                                   FRAMES_INPUT, LABELS_FILE, LABELS_OUTPUT, METADATA_INPUT,
+                                   FLOW_INPUT, FRAMES_INPUT, LABELS_FILE, LABELS_OUTPUT, METADATA_INPUT,
                                    METADATA_OUTPUT, METADATA_SIGNATURE, PREPROCESSING_FILE,
                                    PROBABILITIES_OUTPUT, SCORES_OUTPUT, TENSOR_SIGNATURE,
                                    WARMUP_FILE)
+
+
+INPUTS = {"rgb": FRAMES_INPUT, "flow": FLOW_INPUT}  # a one-stream model's input, by modality
 
 
 def check_export_dir(export_dir: str, overwrite: bool = False) -> None:
@@ -86,13 +91,6 @@ def _swap_in(new: str, export_dir: str, aside: str, overwrite: bool) -> None:
         raise
 
 
-def _center_window(frames: tf.Tensor, length: int) -> tf.Tensor:
-    """The centered ``length`` frames of a clip (looped when the clip is shorter)."""
-    n = tf.shape(frames)[0]
-    idx = tf.range(length) + tf.maximum(0, (n - length) // 2)
-    return tf.gather(frames, tf.math.floormod(idx, tf.maximum(n, 1)))
-
-
 def export_saved_model(
     model: keras.Model,
     export_dir: str,
@@ -106,6 +104,11 @@ def export_saved_model(
     warmup_frames: Sequence[bytes] | None = None,
     extra_metadata: dict | None = None,
     overwrite: bool = False,
+    clip_aggregation: str = "mean",
+    sampling: str = "dense",
+    frame_step: int = 1,
+    num_segments: int = 3,
+    modality: str = "rgb",
 ) -> str:
     """Writes the SavedModel to ``export_dir`` atomically: a hidden temp folder beside it,
     then a rename, so a server watching the parent never loads half a SavedModel.
@@ -114,8 +117,20 @@ def export_saved_model(
     all of them if fewer). A non-empty ``export_dir`` raises FileExistsError unless
     ``overwrite``; then the old folder is renamed aside, the new one renamed in, and the old
     one deleted. ``warmup_frames``: T JPEG frames of one real clip for the TF Serving warm-up
-    records (a gray clip is used when not given). Returns ``export_dir``.
+    records (a gray clip is used when not given). ``clip_aggregation``: how a per-step
+    model's (LRCN's) step logits become the clip's, ``"mean"`` or ``"last"``. Returns
+    ``export_dir``. ``sampling``, ``frame_step``, ``num_segments``: the training's
+    temporal sampling, by which ``serving_examples`` picks a record's T frames (as
+    evaluation does) and which ``kvid_metadata`` tells clients (``kvid predict``).
+    ``modality="flow"``: the signatures take ``flow``, 8-bit flow images as ingest stores
+    them (JPEG bytes; 2 channels as pixels), normalized as in training.
     """
+    if modality not in INPUTS:
+        raise ValueError(f"export takes modality {' or '.join(INPUTS)} (one stream); "
+                         f"Received: modality={modality!r}")
+    input_name, c = INPUTS[modality], CHANNELS[modality]
+    if modality == "flow":
+        normalization = FLOW_NORMALIZE
     labels = [str(x) for x in labels]
     if model.outputs[0].shape[-1] != len(labels):
         raise ValueError(f"The model has {model.outputs[0].shape[-1]} outputs but "
@@ -129,37 +144,43 @@ def export_saved_model(
 
     def outputs_from_pixels(pixels):
         # Per-step logits [B, T, C] (LRCN trained with the per-step loss) are averaged.
-        logits = clip_logits(model(normalize(pixels, normalization), training=False))
+        logits = clip_logits(model(normalize(pixels, normalization), training=False),
+                             clip_aggregation)
         probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
         scores, classes = tf.math.top_k(probs, k=k)
         return {PROBABILITIES_OUTPUT: probs, CLASSES_OUTPUT: classes,
                 LABELS_OUTPUT: tf.gather(label_table, classes), SCORES_OUTPUT: scores}
 
     def decode_clip(jpegs):
-        return decode_frames(jpegs, (h, w))
+        return decode_frames(jpegs, (h, w))[..., :c]
 
     def serving_default(frames):
         pixels = tf.map_fn(decode_clip, frames,
-                           fn_output_signature=tf.TensorSpec([t, h, w, 3], tf.float32))
+                           fn_output_signature=tf.TensorSpec([t, h, w, c], tf.float32))
         return outputs_from_pixels(pixels)
 
     def serving_examples(examples):
-        parsed = schema.parse_clips(examples)
+        parsed = schema.parse_clips(examples, with_flow=modality == "flow")
 
         def one(jpegs):
-            return decode_frames(_center_window(jpegs, t), (h, w))
+            idx = temporal_indices(tf.shape(jpegs)[0], t, sampling=sampling, training=False,
+                                   num_segments=num_segments, frame_step=frame_step)
+            return decode_clip(tf.gather(jpegs, idx))
 
-        pixels = tf.map_fn(one, parsed[schema.FRAMES],
-                           fn_output_signature=tf.TensorSpec([t, h, w, 3], tf.float32))
+        pixels = tf.map_fn(one, parsed[schema.FLOW if modality == "flow" else schema.FRAMES],
+                           fn_output_signature=tf.TensorSpec([t, h, w, c], tf.float32))
         return outputs_from_pixels(pixels)
 
     def serving_tensor(frames):
         pixels = tf.map_fn(lambda clip: resize_cover_crop(clip, (h, w)), frames,
-                           fn_output_signature=tf.TensorSpec([t, h, w, 3], tf.float32))
+                           fn_output_signature=tf.TensorSpec([t, h, w, c], tf.float32))
         return outputs_from_pixels(pixels)
 
     meta = {"labels": labels, "clip_frames": t, "image_size": [h, w],
-            "normalization": normalization, "top_k": k, **(extra_metadata or {})}
+            "normalization": normalization, "top_k": k, "sampling": sampling,
+            "frame_step": frame_step, "num_segments": num_segments,
+            "clip_aggregation": clip_aggregation, "modality": modality,
+            "input": input_name, **(extra_metadata or {})}
     meta_json = json.dumps(meta, indent=2)
 
     def kvid_metadata(request):
@@ -188,11 +209,11 @@ def export_saved_model(
         root.metadata_asset = tf.saved_model.Asset(meta_path)
         signatures = {
             DEFAULT_SIGNATURE: tf.function(serving_default, input_signature=[
-                tf.TensorSpec([None, t], tf.string, name=FRAMES_INPUT)]),
+                tf.TensorSpec([None, t], tf.string, name=input_name)]),
             EXAMPLES_SIGNATURE: tf.function(serving_examples, input_signature=[
                 tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)]),
             TENSOR_SIGNATURE: tf.function(serving_tensor, input_signature=[
-                tf.TensorSpec([None, t, None, None, 3], tf.float32, name=FRAMES_INPUT)]),
+                tf.TensorSpec([None, t, None, None, c], tf.float32, name=input_name)]),
             METADATA_SIGNATURE: tf.function(kvid_metadata, input_signature=[
                 tf.TensorSpec([None], tf.string, name=METADATA_INPUT)]),
         }
@@ -200,7 +221,7 @@ def export_saved_model(
             setattr(root, name, fn)
         out = os.path.join(tmp, "model")
         tf.saved_model.save(root, out, signatures=signatures)
-        _write_warmup(out, model_name, warmup_frames or _gray_clip(t, h, w))
+        _write_warmup(out, model_name, warmup_frames or _gray_clip(t, h, w), input_name)
         _swap_in(out, export_dir, os.path.join(tmp, "replaced"), overwrite)
     finally:  # the temp folder, and the replaced version if there was one
         shutil.rmtree(tmp, ignore_errors=True)
@@ -214,13 +235,14 @@ def _gray_clip(t: int, h: int, w: int) -> list[bytes]:
     return [frame] * t
 
 
-def _write_warmup(saved_model_dir: str, model_name: str, frames: Sequence[bytes]) -> None:
+def _write_warmup(saved_model_dir: str, model_name: str, frames: Sequence[bytes],
+                  input_name: str = FRAMES_INPUT) -> None:
     """TF Serving replays these PredictionLogs at load (``--enable_model_warmup``)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     request = predict_pb2.PredictRequest(
         model_spec=model_pb2.ModelSpec(name=model_name, signature_name=DEFAULT_SIGNATURE))
-    request.inputs[FRAMES_INPUT].CopyFrom(tf.make_tensor_proto([list(frames)], dtype=tf.string))
+    request.inputs[input_name].CopyFrom(tf.make_tensor_proto([list(frames)], dtype=tf.string))
     log = prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request))
     extra = os.path.join(saved_model_dir, ASSETS_EXTRA_DIR)

@@ -92,3 +92,25 @@ def plot_attention_maps(frames: np.ndarray, attention: np.ndarray, path: str,
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
+
+
+def plot_view_costs(rows: Sequence[dict], path: str, title: str = "") -> str:
+    """Video-level top-1 against GFLOPs per video for each views setting (clips x crops)
+    of ``kvid evaluate``'s cost-vs-views table."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    x = [r["gflops_per_video"] for r in rows]
+    y = [r["top1"] for r in rows]
+    ax.plot(x, y, "-o")
+    for r, xi, yi in zip(rows, x, y):
+        ax.annotate(f"{r['clips']}x{r['crops']}", (xi, yi), textcoords="offset points",
+                    xytext=(4, 4))
+    ax.set_xscale("log")
+    ax.set_xlabel("GFLOPs per video (one clip's x views)")
+    ax.set_ylabel("video top-1")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title or "accuracy vs the cost of views")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path

@@ -104,7 +104,7 @@ def first_clip(data_dir: str, split: str = "test") -> schema.Clip | None:
 
 def export_run(run_dir: str, export_dir: str, *, weights: str = "best",
                model_name: str = "kvid", top_k: int | None = None,
-               overwrite: bool = False) -> str:
+               overwrite: bool = False, clip_aggregation: str | None = None) -> str:
     """Exports a run's model (see :func:`export_saved_model`): an existing non-empty
     ``export_dir`` is refused unless ``overwrite``, before the model is loaded.
 
@@ -124,4 +124,12 @@ def export_run(run_dir: str, export_dir: str, *, weights: str = "best",
         run.model, export_dir, labels=run.labels, clip_frames=run.clip_frames,
         image_size=run.image_size, normalization=run.normalization, top_k=top_k,
         model_name=model_name, warmup_frames=warmup, overwrite=overwrite,
-        extra_metadata={"model": run.config.model, "fps": run.fps})
+        extra_metadata={"model": run.config.model, "fps": run.fps},
+        clip_aggregation=clip_aggregation or run.config.clip_aggregation,
+        **sampling_of(run.input))
+
+
+def sampling_of(cfg: InputConfig) -> dict:
+    """The export's sampling arguments from the input a model was trained on."""
+    return {"sampling": cfg.sampling, "frame_step": cfg.frame_step,
+            "num_segments": cfg.num_segments}

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+CLIP_AGGREGATIONS = ("mean", "last")
 SCHEDULES = ("constant", "cosine", "step", "multigrid")
 
 
@@ -40,6 +41,10 @@ class TrainConfig:
     clip_frames: int | None = None  # default: the stored clip length (dataset.json)
     image_size: int | None = None  # default: the stored frame size
     sampling: str = "dense"
+    frame_step: int = 1  # dense: frames between sampled frames (the clip spans (T-1)*step+1)
+    num_segments: int = 3  # segments (TSN): K; clip_frames // K consecutive frames from each
+    # per-step models (LRCN): clip logits for evaluation and export, the mean or the last step
+    clip_aggregation: str = "mean"
     flip: bool = True  # random horizontal flips; off when mirroring changes the class
     crop: str = "random_resized"  # training crop, see kvid.data.AugmentConfig
     optimizer: str = "adam"
@@ -79,8 +84,11 @@ class TrainConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}. "
                              f"Received: schedule={self.schedule!r}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "frame_step", "num_segments"):
             validate.positive(name, getattr(self, name), integer=True)
+        if self.clip_aggregation not in CLIP_AGGREGATIONS:
+            raise ValueError(f"clip_aggregation must be one of {CLIP_AGGREGATIONS}. "
+                             f"Received: clip_aggregation={self.clip_aggregation!r}")
         for name in ("clip_frames", "image_size", "steps_per_epoch"):
             validate.positive(name, getattr(self, name), integer=True, optional=True)
         validate.positive("learning_rate", self.learning_rate)
@@ -138,6 +146,7 @@ class TrainResult:
     normalization: str
     initial_epoch: int
     fps: float | None = None  # frame rate of the training clips (dataset.json), for export
+    input: Any = None  # the run's InputConfig (input.json)
 
 
 class RunPaths:
@@ -255,12 +264,18 @@ def resolve_input(config: TrainConfig, info: dict) -> tuple[int, tuple[int, int]
 
     model_info = get_model_info(config.model)
     stored = info.get("clip_frames")
-    if config.clip_frames and stored and config.clip_frames > int(stored):
+    if info.get("layout") == "video":
+        _check_video_records(config, info)
+    elif config.clip_frames and stored and config.sampling == "dense" and \
+            (config.clip_frames - 1) * config.frame_step + 1 > int(stored):
         # Clips are stored as fixed windows of `stored` frames and sampled inside them; a
         # longer clip would repeat frames (the sampler loops), not see more of the video.
-        raise ValueError(f"clip_frames (--clip-frames) {config.clip_frames} is longer than the "
+        span = (config.clip_frames - 1) * config.frame_step + 1
+        raise ValueError(f"a clip of clip_frames (--clip-frames) {config.clip_frames}, "
+                         f"frame_step {config.frame_step} spans {span} frames, more than the "
                          f"stored clips of {stored} frames (dataset.json): ingest longer clips "
-                         f"or give at most {stored}. Received: clip_frames={config.clip_frames}")
+                         "(or --layout video) or sample fewer frames. "
+                         f"Received: clip_frames={config.clip_frames}")
     if not (config.clip_frames or stored):
         raise ValueError("dataset.json gives no clip_frames: give --clip-frames.")
     clip_frames = int(config.clip_frames or stored)
@@ -272,6 +287,25 @@ def resolve_input(config: TrainConfig, info: dict) -> tuple[int, tuple[int, int]
         raise ValueError("The dataset was ingested with --short-side (no fixed frame size): "
                          "give --image-size.")
     return clip_frames, size, model_info.normalization
+
+
+def _check_video_records(config: TrainConfig, info: dict) -> None:
+    """Whole-video records have no clip length of their own; and a clip must fit in the
+    frames that consecutive chunks of a long video share, or its start could not lie in
+    the chunk that owns it."""
+    if not config.clip_frames:
+        raise ValueError("video-level records (kvid ingest --layout video) store no clip "
+                         "length: give --clip-frames.")
+    overlap = int(info.get("params", {}).get("chunk_overlap", 0))
+    chunked = any(int(s.get("num_clips", 0)) > int(s.get("num_videos", 0))
+                  for s in info.get("splits", {}).values())
+    span = (config.clip_frames - 1) * config.frame_step + 1
+    if chunked and config.sampling == "dense" and span > overlap + 1:
+        raise ValueError(f"a clip of {config.clip_frames} frames {config.frame_step} apart "
+                         f"spans {span} frames, more than the {overlap} frames the chunks of "
+                         "long videos share + 1 (dataset.json params.chunk_overlap): ingest "
+                         f"again with --chunk-overlap {span - 1} or more, or a larger "
+                         "--max-frames")
 
 
 def _schedule(config: TrainConfig, steps_per_epoch: int):
@@ -348,6 +382,7 @@ def input_config(config: TrainConfig, info: dict):
     clip_frames, image_size, normalization = resolve_input(config, info)
     return InputConfig(
         clip_frames=clip_frames, image_size=image_size, sampling=config.sampling,
+        frame_step=config.frame_step, num_segments=config.num_segments,
         normalize=normalization, augment=AugmentConfig(crop=config.crop, flip=config.flip),
         label_mode="one_hot" if config.label_smoothing > 0 else "sparse",
         labels=tuple(info["labels"]))
@@ -496,7 +531,7 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
         plot_training_curves(paths.csv_log, paths.curves)
     return TrainResult(model=model, history=dict(history.history), output_dir=config.output_dir,
                        labels=labels, clip_frames=clip_frames, image_size=image_size,
-                       normalization=normalization, fps=info.get("fps"),
+                       normalization=normalization, fps=info.get("fps"), input=cfg,
                        initial_epoch=int(history.epoch[0]) if history.epoch else config.epochs)
 
 

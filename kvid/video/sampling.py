@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 SHORT_POLICIES = ("loop", "repeat_last", "reject")
 
 
@@ -60,3 +62,33 @@ def segment_indices(num_frames: int, num_segments: int, snippet: int = 1) -> lis
         start = int(k * seg + max(0.0, (seg - snippet) / 2))
         out.append([min(start + j, num_frames - 1) for j in range(snippet)])
     return out
+
+
+def clip_positions(num_frames: int, clip_frames: int, *, sampling: str = "dense",
+                   frame_step: int = 1, num_segments: int = 3,
+                   max_clips: int | None = None) -> list[list[int]]:
+    """Frame indices of the clips a model trained with ``sampling`` is shown in evaluation,
+    without TensorFlow (``kvid predict`` on a client): the positions of
+    kvid.data.sampling's evaluation branch and of ``make_eval_views``. Dense: clips of
+    ``clip_frames`` frames ``frame_step`` apart, as many as fit side by side (at most
+    ``max_clips``), evenly spaced from the start to the end (one: the centred clip; a short
+    video loops); uniform: ``clip_frames`` frames spread over the video; segments: the
+    center snippet of each of ``num_segments`` parts.
+    """
+    if num_frames <= 0:
+        return []
+    if sampling == "dense":
+        span = (clip_frames - 1) * frame_step + 1
+        free = max(num_frames - span, 0)
+        count = free // span + 1
+        count = min(count, max_clips) if max_clips else count
+        phases = [0.5] if count == 1 else [i / (count - 1) for i in range(count)]
+        starts = [int(math.floor(free * p + 1e-4)) for p in phases]
+        return [[(s + i * frame_step) % num_frames for i in range(clip_frames)] for s in starts]
+    if sampling == "uniform":
+        stride = num_frames / clip_frames
+        return [[min(int((0.5 + i) * stride), num_frames - 1) for i in range(clip_frames)]]
+    if sampling == "segments":
+        snippets = segment_indices(num_frames, num_segments, clip_frames // num_segments)
+        return [[i for snippet in snippets for i in snippet]]
+    raise ValueError(f"sampling must be dense, uniform or segments. Received: {sampling!r}")

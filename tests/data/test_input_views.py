@@ -32,6 +32,21 @@ def test_one_crop_is_the_serving_center_crop():
     assert tall.shape == (3, 2, 24, 24, 3)  # portrait frames: top/center/bottom
 
 
+def test_ten_crops_are_corners_and_center_and_their_mirrors():
+    frames = tf.random.uniform([2, 32, 48, 2], 0, 255, seed=2)
+    crops = spatial_crops(frames, (16, 16), 10).numpy()
+    assert crops.shape == (10, 2, 16, 16, 2)
+    side = int(32 * 0.875)  # the cover crop is 32 x 32, ten-crop windows 87.5% of it
+    windows = [frames[:, :side, :side], frames[:, :side, -side:], frames[:, -side:, :side],
+               frames[:, -side:, -side:], frames[:, 2:2 + side, 10:10 + side]]
+    for got, window in zip(crops[:5], windows):
+        np.testing.assert_allclose(got, tf.image.resize(window, (16, 16)), atol=1e-3)
+    np.testing.assert_array_equal(crops[5:], crops[:5, :, :, ::-1])
+    flow = spatial_crops(frames, (16, 16), 10, is_flow=True).numpy()
+    np.testing.assert_allclose(flow[5:, ..., 0], 255 - crops[:5, :, :, ::-1, 0], atol=1e-3)
+    np.testing.assert_array_equal(flow[5:, ..., 1], crops[5:, ..., 1])
+
+
 def test_average_video_scores_keeps_first_seen_order():
     ids, scores = average_video_scores(
         [b"b", b"a", b"b", b"a"], [[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.5, 0.5]])

@@ -53,11 +53,14 @@ def _pushed_versions(config):
 
 
 def test_pipeline_cli_run_cache_and_threshold(tmp_path):
+    """Whole-video records (layout "video", the 16-frame videos in two chunks): what
+    ExampleGen writes, StatisticsGen/SchemaGen/ExampleValidator read, the Trainer samples
+    4-frame clips from and the Evaluator scores through serving_examples."""
     home = tmp_path / "home"
     cfg_path = tmp_path / "kvid_pipeline.json"
     values = {"home": str(home), "model": "cnn_gru", "epochs": 1, "synth_classes": 3,
-              "synth_videos_per_class": 6, "fps": 12.5,
-              "clip_frames": 4, "image_size": 32, "accuracy_threshold": 0.0,
+              "synth_videos_per_class": 6, "fps": 12.5, "layout": "video", "max_frames": 12,
+              "chunk_overlap": 4, "clip_frames": 4, "image_size": 32, "accuracy_threshold": 0.0,
               "change_threshold": -1.0, "batch_size": 4,
               "model_kwargs": {"units": 8, "small_cnn_widths": [8, 16], "dropout": 0.0}}
     cfg_path.write_text(json.dumps(values))
@@ -85,7 +88,9 @@ def test_pipeline_cli_run_cache_and_threshold(tmp_path):
         records = list(tf.data.TFRecordDataset(files, compression_type="GZIP"))
         assert records, split
         clips = [schema.from_example(r.numpy()) for r in records]
-        assert all(len(c.frames) == 4 and c.height == 32 for c in clips)
+        assert sorted({(c.clip_start_frame, len(c.frames), c.video_frames, c.chunk_stride)
+                       for c in clips}) == [(0, 12, 16, 8), (8, 8, 16, 8)]
+        assert all(c.height == 32 for c in clips)
         groups[split] = {c.group for c in clips}
         # Exact counts of what TFX wrote, so the Trainer's epoch is exactly one pass.
         counts = info["splits"][split]
@@ -100,7 +105,7 @@ def test_pipeline_cli_run_cache_and_threshold(tmp_path):
     assert len(versions) == 1
     served = tf.saved_model.load(os.path.join(config.push_dir, "kvid", versions[0]))
     clip = clips[0]
-    out = served.signatures["serving_default"](frames=tf.constant([list(clip.frames)]))
+    out = served.signatures["serving_default"](frames=tf.constant([list(clip.frames)[:4]]))
     assert out["probabilities"].shape == (1, 3)
     np.testing.assert_allclose(out["probabilities"].numpy().sum(), 1.0, atol=1e-5)
 

@@ -32,12 +32,22 @@ def test_evaluate_run_writes_report_and_pngs(trained_run, tmp_path):
     assert report["clip"]["count"] == test_clips
     assert report["video"]["count"] == test_videos
     assert report["video"]["num_crops"] == 3
+    # the cost-vs-views table: 1x1, Nx1, NxM, GFLOPs per video growing with the views
+    rows = report["views"]["rows"]
+    assert [(r["clips"], r["crops"], r["views"]) for r in rows] == [(1, 1, 1), (2, 1, 2),
+                                                                     (2, 3, 6)]
+    per_clip = report["views"]["gflops_per_clip"]
+    assert per_clip > 0 and [r["gflops_per_video"] for r in rows] == \
+        pytest.approx([per_clip, 2 * per_clip, 6 * per_clip])
+    assert all(r["videos"] == test_videos and r["clips_per_s"] > 0 for r in rows)
+    assert rows[-1]["top1"] == report["video"]["top1"]
     cm = np.array(report["clip"]["confusion_matrix"])
     assert cm.sum() == test_clips and cm.shape == (3, 3)
     for key in ("report", "confusion_matrix_clip_png", "confusion_matrix_video_png",
-                "confusion_matrix_clip_json", "training_curves"):
+                "confusion_matrix_clip_json", "training_curves", "view_costs_png"):
         assert os.path.exists(report["files"][key]), key
-    with open(report["files"]["confusion_matrix_clip_png"], "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    for png in ("confusion_matrix_clip_png", "view_costs_png"):
+        with open(report["files"][png], "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     saved = json.load(open(report["files"]["report"]))
     assert saved["clip"]["top1"] == report["clip"]["top1"]

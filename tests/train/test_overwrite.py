@@ -222,13 +222,17 @@ def test_every_builder_keyword_is_known_and_name_reaches_the_builder():
 
 def test_clip_frames_longer_than_the_stored_clips_is_refused(tiny_data, tmp_path, capsys):
     out = tmp_path / "run"
-    with pytest.raises(ValueError, match=r"clip_frames \(--clip-frames\) 8 is longer than the "
-                                         r"stored clips of 4 frames"):
+    with pytest.raises(ValueError, match=r"clip_frames \(--clip-frames\) 8, frame_step 1 spans "
+                                         r"8 frames, more than the stored clips of 4 frames"):
         train(TrainConfig(data_dir=tiny_data["data"], output_dir=str(out), clip_frames=8,
                           model_kwargs=TINY_MODEL, verbose=0))
     assert cli.main(["train", "--data", tiny_data["data"], "--output", str(out),
                      "--clip-frames", "5"]) == 2
-    assert "5 is longer than the stored clips of 4" in capsys.readouterr().err
+    assert "spans 5 frames, more than the stored clips of 4" in capsys.readouterr().err
+    # 3 frames 2 apart span 5 frames too
+    assert cli.main(["train", "--data", tiny_data["data"], "--output", str(out),
+                     "--clip-frames", "3", "--frame-step", "2"]) == 2
+    assert "spans 5 frames, more than the stored clips of 4" in capsys.readouterr().err
     assert not out.exists()
 
 

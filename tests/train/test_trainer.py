@@ -108,3 +108,12 @@ def test_per_step_loss_trains_and_exports_mean_of_steps(tiny_data, tmp_path):
     expected = tf.nn.softmax(tf.reduce_mean(steps, axis=1)).numpy()
     got = tf.saved_model.load(export).signatures["serving_default"](frames=tf.constant([frames]))
     np.testing.assert_allclose(got["probabilities"].numpy(), expected, atol=1e-5)
+    # --clip-aggregation last: the prediction of the step that has seen the whole clip
+    last = export_run(out, str(tmp_path / "export_last"), clip_aggregation="last")
+    got = tf.saved_model.load(last).signatures["serving_default"](frames=tf.constant([frames]))
+    np.testing.assert_allclose(got["probabilities"].numpy(),
+                               tf.nn.softmax(steps[:, -1]).numpy(), atol=1e-5)
+    assert not np.allclose(tf.nn.softmax(steps[:, -1]).numpy(), expected, atol=1e-4)
+    last_report = evaluate_run(out, split="test", num_clips=1, clip_aggregation="last",
+                               output_dir=str(tmp_path / "eval_last"))
+    assert last_report["clip_aggregation"] == "last" and report["clip_aggregation"] == "mean"
