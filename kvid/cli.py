@@ -82,6 +82,9 @@ def _add_train_args(p):
     p.add_argument("--sampling", default="dense", choices=("dense", "uniform", "segments"),
                    help="dense: consecutive frames (--frame-step apart); uniform: spread over "
                         "the record; segments: TSN, a snippet from each of --num-segments")
+    p.add_argument("--modality", choices=("rgb", "flow"),
+                   help="the stream to train on (default: the model's): flow is the stored "
+                        "8-bit optical flow (kvid ingest --flow)")
     p.add_argument("--frame-step", type=positive_int, default=1,
                    help="dense: frames between sampled frames (e.g. SlowFast's 8x8: 8)")
     p.add_argument("--num-segments", type=positive_int, default=3,
@@ -133,7 +136,7 @@ def _train_config(args):
         batch_size=args.batch_size,
         clip_frames=args.clip_frames, image_size=args.image_size, sampling=args.sampling,
         frame_step=args.frame_step, num_segments=args.num_segments,
-        clip_aggregation=args.clip_aggregation,
+        clip_aggregation=args.clip_aggregation, modality=args.modality,
         flip=args.flip, crop=args.crop,
         optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
         warmup_epochs=args.warmup, weight_decay=args.weight_decay,

@@ -330,12 +330,13 @@ def configure_predict_parser(parser: argparse.ArgumentParser) -> argparse.Argume
     return parser
 
 
-def _classify_clips(client: Client, clips: list[list[bytes]], args) -> list[dict]:
+def _classify_clips(client: Client, clips: list[list[bytes]], args,
+                    input_name: str = FRAMES_INPUT) -> list[dict]:
     """Per clip: probabilities plus the model's own top-k labels and scores."""
     results = []
     for i in range(0, len(clips), args.batch_size):
         batch = clips[i:i + args.batch_size]
-        out = client.predict({FRAMES_INPUT: np.array(batch, dtype=object)}, args.signature,
+        out = client.predict({input_name: np.array(batch, dtype=object)}, args.signature,
                              args.version)
         for j in range(len(batch)):
             results.append({k: v[j] for k, v in out.items()})
@@ -413,32 +414,64 @@ def predict_command(args: argparse.Namespace) -> int:
                     model=args.model)
     try:
         return _predict(client, args)
-    except (ServingError, VideoError) as e:
+    except (ServingError, VideoError, ValueError) as e:
         print(f"kvid predict: {e}", file=sys.stderr)
         return 1
     finally:
         client.close()
 
 
+def flow_gray(rgb: np.ndarray, flow: dict) -> np.ndarray:
+    """A decoded frame as ``kvid ingest --flow`` feeds it to the flow: resized as the
+    ingest resized it (the model's ``flow`` metadata), then gray."""
+    import cv2
+
+    from kvid.video import resize_frame
+
+    size = tuple(flow["size"]) if flow.get("size") else None
+    return cv2.cvtColor(resize_frame(rgb, short_side=flow.get("short_side"), size=size),
+                        cv2.COLOR_RGB2GRAY)
+
+
+def flow_images(grays: list[np.ndarray], flow: dict) -> list[bytes]:
+    """The 8-bit flow images between consecutive gray frames, as ingest stores them: its
+    flow method and JPEG quality, by its own code."""
+    from kvid.video.flow import flow_jpeg, make_flow_fn
+
+    if not flow.get("method"):
+        raise ValueError("the model takes flow but its metadata does not say how the flow "
+                         "was made: export it again with this kvid")
+    fn = make_flow_fn(flow["method"])
+    return [flow_jpeg(fn, a, b, int(flow.get("jpeg_quality", 90)))
+            for a, b in zip(grays, grays[1:])]
+
+
 def _predict(client: Client, args: argparse.Namespace) -> int:
     from kvid.video import encode_jpeg, iter_frames, probe, resize_frame, window_clips
     from kvid.video.sampling import clip_positions
 
-    shape = client.input_shape(FRAMES_INPUT, args.signature, args.version)
-    t = shape[1] if len(shape) > 1 and shape[1] > 0 else args.frames
     info = client.model_info(args.version) or {}
+    input_name = info.get("input", FRAMES_INPUT)  # "flow" for a flow model
+    shape = client.input_shape(input_name, args.signature, args.version)
+    t = shape[1] if len(shape) > 1 and shape[1] > 0 else args.frames
     target_fps = args.fps or info.get("fps")
     # the frames of each clip as the model was evaluated (its sampling, from kvid_metadata)
     sampling = {"sampling": info.get("sampling", "dense"),
                 "frame_step": int(info.get("frame_step", 1)),
                 "num_segments": int(info.get("num_segments", 3))}
+    flow = (info.get("flow") or {}) if info.get("modality") == "flow" else None
     frames, times = [], []
     for frame in iter_frames(args.video, fps=target_fps):
         rgb = frame.rgb
-        if args.short_side and min(rgb.shape[:2]) > args.short_side:  # never upscale
-            rgb = resize_frame(rgb, short_side=args.short_side)
-        frames.append(encode_jpeg(rgb))
+        if flow is not None:  # the flow between frames, made as ingest made it
+            frames.append(flow_gray(rgb, flow))
+        else:
+            if args.short_side and min(rgb.shape[:2]) > args.short_side:  # never upscale
+                rgb = resize_frame(rgb, short_side=args.short_side)
+            frames.append(encode_jpeg(rgb))
         times.append(frame.time if target_fps is None else frame.index / target_fps)
+    if flow is not None:
+        frames, times = flow_images(frames, flow), times[:-1]
     fps = target_fps or probe(args.video).fps or 25.0
     source = ("--fps" if args.fps else "the model's rate" if target_fps else "the video's rate")
     print(f"kvid predict: {len(frames)} frames at {fps:g} fps ({source}), clips of {t}",
@@ -446,7 +479,8 @@ def _predict(client: Client, args: argparse.Namespace) -> int:
     if args.sliding_window is None:
         clips = [[frames[i] for i in idx]
                  for idx in clip_positions(len(frames), t, max_clips=args.clips, **sampling)]
-        for label, score in _top_k(_classify_clips(client, clips, args), args.top_k):
+        for label, score in _top_k(_classify_clips(client, clips, args, input_name),
+                                   args.top_k):
             print(f"{score:.4f}  {label}")
         return 0
     window = max(1, round(args.sliding_window * fps))
@@ -457,7 +491,7 @@ def _predict(client: Client, args: argparse.Namespace) -> int:
         center = clip_positions(len(w), t, max_clips=1, **sampling)[0]
         clips.append([frames[w[i]] for i in center])
         thumbs.append(w[len(w) // 2])
-    results = _classify_clips(client, clips, args)
+    results = _classify_clips(client, clips, args, input_name)
     rows = [{"start": times[w[0]], "end": times[w[0]] + len(w) / fps,
              "top": _top_k([r], args.top_k)} for w, r in zip(windows, results)]
     for r in rows:

@@ -36,6 +36,8 @@ class PipelineConfig:
     chunk_overlap: int = 64
     fps: float = MOTION.fps
     clip_frames: int = MOTION.clip_frames  # stored windows, and the Trainer's clip length
+    flow: str = "none"  # optical flow in the records: none | farneback | dis | tvl1
+    modality: str = ""  # the stream the Trainer trains on (rgb | flow); "" = the model's
     image_size: int = MOTION.image_size
     train_buckets: int = 3
     eval_buckets: int = 1
@@ -76,6 +78,11 @@ class PipelineConfig:
 
         AugmentConfig(crop=self.crop)  # an unknown crop: the same clear error, now
         self.ingest_config()  # and bad ingest values
+        if self.modality:  # the Trainer's stream: what kvid train --modality accepts
+            from kvid.train.trainer import TrainConfig, resolve_modality
+
+            resolve_modality(TrainConfig(data_dir="", output_dir="", model=self.model,
+                                         modality=self.modality), {"flow": self.flow})
         validate.positive("backbone_lr_scale", self.backbone_lr_scale)
         validate.non_negative("num_classes", self.num_classes, integer=True)
 
@@ -83,7 +90,7 @@ class PipelineConfig:
         from kvid.ingest import IngestConfig
 
         return IngestConfig(layout=self.layout, max_frames=self.max_frames,
-                            chunk_overlap=self.chunk_overlap, fps=self.fps,
+                            chunk_overlap=self.chunk_overlap, fps=self.fps, flow=self.flow,
                             clip_frames=self.clip_frames,
                             size=(self.image_size, self.image_size))
 

@@ -97,7 +97,7 @@ def create_pipeline(config: PipelineConfig, *, local: bool = True) -> tfx.dsl.Pi
             "epochs": config.epochs, "batch_size": config.batch_size,
             "clip_frames": config.clip_frames, "sampling": config.sampling,
             "frame_step": config.frame_step, "num_segments": config.num_segments,
-            "clip_aggregation": config.clip_aggregation,
+            "clip_aggregation": config.clip_aggregation, "modality": config.modality or None,
             "learning_rate": config.learning_rate, "optimizer": config.optimizer,
             "mixed_precision": config.mixed_precision, "model_name": config.model_name,
             "flip": config.flip and bool(config.data_root), "crop": config.crop,

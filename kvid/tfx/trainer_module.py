@@ -37,5 +37,6 @@ def run_fn(fn_args) -> None:
         result.model, fn_args.serving_model_dir, labels=result.labels,
         clip_frames=result.clip_frames, image_size=result.image_size,
         normalization=result.normalization, model_name=custom.get("model_name", "kvid"),
-        extra_metadata={"model": config.model, "fps": result.fps}, overwrite=True,
+        extra_metadata={"model": config.model, "fps": result.fps, "flow": result.flow},
+        overwrite=True,
         clip_aggregation=config.clip_aggregation, **sampling_of(result.input))

@@ -135,9 +135,10 @@ def view_costs(run, data_dir: str, split: str, cfg, num_clips: int, num_crops: i
     import time
 
     from kvid.data import make_eval_views, predict_video_scores
+    from kvid.data.pipeline import CHANNELS
     from kvid.models.flops import count_gflops
 
-    gflops = count_gflops(run.model, (cfg.clip_frames, *cfg.image_size, 3))
+    gflops = count_gflops(run.model, (cfg.clip_frames, *cfg.image_size, CHANNELS[cfg.modality]))
     rows, largest = [], None
     for n, m in dict.fromkeys([(1, 1), (num_clips, 1), (num_clips, num_crops)]):
         views = make_eval_views(data_dir, split, cfg, num_clips=n, num_crops=m,

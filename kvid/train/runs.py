@@ -12,8 +12,8 @@ import tensorflow as tf
 from kvid import schema
 from kvid.train.export import check_export_dir, export_saved_model
 from kvid.data import InputConfig
-from kvid.train.trainer import (RunPaths, TrainConfig, input_config, load_run_config,
-                                load_run_input)
+from kvid.train.trainer import (RunPaths, TrainConfig, flow_settings, input_config,
+                                load_run_config, load_run_input)
 
 
 @dataclasses.dataclass
@@ -23,6 +23,7 @@ class Run:
     fps: float | None  # frame rate of the training clips
     model: keras.Model
     sample: bytes | None = None  # one training record (the export's warm-up request)
+    flow: dict | None = None  # how the training data's flow was made (trainer.flow_settings)
 
     @property
     def labels(self) -> list[str]:
@@ -57,7 +58,7 @@ def load_run(run_dir: str, weights: str = "best") -> Run:
     if not os.path.exists(model_path):
         raise FileNotFoundError(f"{run_dir} has no trained model yet (best.keras/last.keras)")
     if os.path.exists(paths.input):
-        cfg, fps, sample = load_run_input(paths)
+        cfg, extras, sample = load_run_input(paths)
     else:  # a run from before input.json: its settings as its data folder gives them now
         from kvid.data import load_dataset_info
 
@@ -65,8 +66,10 @@ def load_run(run_dir: str, weights: str = "best") -> Run:
             "%s has no input.json; its input settings come from %s/dataset.json", run_dir,
             config.data_dir)
         info = load_dataset_info(config.data_dir)
-        cfg, fps, sample = input_config(config, info), info.get("fps"), None
-    return Run(config, cfg, fps, keras.models.load_model(model_path), sample)
+        cfg, sample = input_config(config, info), None
+        extras = {"fps": info.get("fps"), "flow": flow_settings(info)}
+    return Run(config, cfg, extras["fps"], keras.models.load_model(model_path), sample,
+               extras["flow"])
 
 
 def _export_converted(path: str, export_dir: str, *, model_name: str, top_k: int | None,
@@ -118,18 +121,19 @@ def export_run(run_dir: str, export_dir: str, *, weights: str = "best",
     run = load_run(run_dir, weights)
     warmup = None  # a real clip makes a realistic warm-up request
     if run.sample is not None:
-        frames = list(schema.from_example(run.sample).frames)
-        warmup = (frames * run.clip_frames)[: run.clip_frames]
+        record = schema.from_example(run.sample)
+        frames = list(record.flow if run.input.modality == "flow" else record.frames)
+        warmup = (frames * run.clip_frames)[: run.clip_frames] if frames else None
     return export_saved_model(
         run.model, export_dir, labels=run.labels, clip_frames=run.clip_frames,
         image_size=run.image_size, normalization=run.normalization, top_k=top_k,
         model_name=model_name, warmup_frames=warmup, overwrite=overwrite,
-        extra_metadata={"model": run.config.model, "fps": run.fps},
+        extra_metadata={"model": run.config.model, "fps": run.fps, "flow": run.flow},
         clip_aggregation=clip_aggregation or run.config.clip_aggregation,
         **sampling_of(run.input))
 
 
 def sampling_of(cfg: InputConfig) -> dict:
-    """The export's sampling arguments from the input a model was trained on."""
+    """The export's sampling and modality arguments from the input a model was trained on."""
     return {"sampling": cfg.sampling, "frame_step": cfg.frame_step,
-            "num_segments": cfg.num_segments}
+            "num_segments": cfg.num_segments, "modality": cfg.modality}

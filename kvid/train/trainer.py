@@ -60,6 +60,8 @@ class TrainConfig:
     freeze_backbone: bool = False  # train only the new head (with pretrained)
     # with pretrained: the backbone trains at learning_rate x this, the new head at learning_rate
     backbone_lr_scale: float = 1.0
+    # "rgb" or "flow" (the stored 8-bit flow: ingest --flow); None: the model's own
+    modality: str | None = None
     resume: bool = False
     overwrite: bool = False  # replace a run already in output_dir (else FileExistsError)
     seed: int = 0
@@ -86,6 +88,9 @@ class TrainConfig:
                              f"Received: schedule={self.schedule!r}")
         for name in ("epochs", "batch_size", "frame_step", "num_segments"):
             validate.positive(name, getattr(self, name), integer=True)
+        if self.modality is not None and self.modality not in ("rgb", "flow", "rgb+flow"):
+            raise ValueError("modality must be rgb, flow or rgb+flow. "
+                             f"Received: modality={self.modality!r}")
         if self.clip_aggregation not in CLIP_AGGREGATIONS:
             raise ValueError(f"clip_aggregation must be one of {CLIP_AGGREGATIONS}. "
                              f"Received: clip_aggregation={self.clip_aggregation!r}")
@@ -147,6 +152,7 @@ class TrainResult:
     initial_epoch: int
     fps: float | None = None  # frame rate of the training clips (dataset.json), for export
     input: Any = None  # the run's InputConfig (input.json)
+    flow: dict | None = None  # how the data's flow was made (flow_settings), for export
 
 
 class RunPaths:
@@ -383,22 +389,58 @@ def input_config(config: TrainConfig, info: dict):
     return InputConfig(
         clip_frames=clip_frames, image_size=image_size, sampling=config.sampling,
         frame_step=config.frame_step, num_segments=config.num_segments,
+        modality=resolve_modality(config, info),
         normalize=normalization, augment=AugmentConfig(crop=config.crop, flip=config.flip),
         label_mode="one_hot" if config.label_smoothing > 0 else "sparse",
         labels=tuple(info["labels"]))
 
 
-def save_run_input(paths: RunPaths, cfg, fps: float | None, sample: bytes | None) -> None:
+def resolve_modality(config: TrainConfig, info: dict) -> str:
+    """The stream a run trains on: ``--modality`` or the model's; flow needs stored flow."""
+    from kvid.models.registry import builder_keywords, get_model_info
+
+    own = get_model_info(config.model).modality
+    modality = config.modality or own
+    if modality != own and "modality" not in (builder_keywords(config.model) or ()):
+        raise ValueError(f"{config.model!r} takes {own} only (its builder has no modality "
+                         f"argument). Received: modality={modality!r}")
+    if modality not in ("rgb", "flow"):
+        raise ValueError(f"kvid train takes one stream, rgb or flow; {config.model!r} takes "
+                         f"{modality!r} (two streams: not through kvid train yet). "
+                         f"Received: modality={modality!r}")
+    if modality == "flow" and info.get("flow", "none") == "none":
+        raise ValueError("modality 'flow' needs optical flow in the records: ingest with "
+                         "--flow farneback (or dis, tvl1)")
+    return modality
+
+
+def flow_settings(info: dict) -> dict | None:
+    """How the records' flow was made (method, frame size, JPEG quality, quantization), so
+    a client computes the same flow (``kvid predict``); None when the data has none."""
+    from kvid.schema import FLOW_SCALE
+
+    params = info.get("params", {})
+    if info.get("flow", "none") == "none":
+        return None
+    return {"method": info["flow"], "size": info.get("image_size"),
+            "short_side": info.get("short_side"),
+            "jpeg_quality": int(params.get("jpeg_quality", 90)), "scale": FLOW_SCALE}
+
+
+def save_run_input(paths: RunPaths, cfg, fps: float | None, sample: bytes | None,
+                   flow: dict | None = None) -> None:
     """Writes what evaluate/export need of the data into the run, so they never read the
-    data folder's current dataset.json: the input settings, the frame rate, and one
-    training record (the export's warm-up request)."""
-    _write_atomic(paths.input, json.dumps({"input": cfg.to_json(), "fps": fps}, indent=2))
+    data folder's current dataset.json: the input settings, the frame rate, how its flow
+    was made, and one training record (the export's warm-up request)."""
+    _write_atomic(paths.input, json.dumps({"input": cfg.to_json(), "fps": fps, "flow": flow},
+                                          indent=2))
     if sample is not None:
         _write_atomic(paths.sample, sample, records=True)
 
 
 def load_run_input(paths: RunPaths):
-    """-> (InputConfig, fps, one training record or None) of a run written by train()."""
+    """-> (InputConfig, {"fps", "flow"}, one training record or None) of a run train()
+    wrote."""
     from kvid.data import InputConfig
 
     with open(paths.input) as f:
@@ -406,7 +448,8 @@ def load_run_input(paths: RunPaths):
     sample = None
     if os.path.exists(paths.sample):
         sample = next(iter(tf.data.TFRecordDataset(paths.sample).take(1))).numpy()
-    return InputConfig.from_json(saved["input"]), saved.get("fps"), sample
+    return (InputConfig.from_json(saved["input"]),
+            {"fps": saved.get("fps"), "flow": saved.get("flow")}, sample)
 
 
 def _write_atomic(path: str, data, records: bool = False) -> None:
@@ -460,7 +503,8 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
     arguments) runs before the folder is touched, so a refused run leaves it as it was.
     """
     from kvid.data import load_dataset_info
-    from kvid.models.registry import build_model
+    from kvid.data.pipeline import CHANNELS
+    from kvid.models.registry import build_model, get_model_info
 
     paths = RunPaths(config.output_dir)
     resuming = check_output(config, paths)
@@ -470,6 +514,10 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
         check_resumable(config, paths, info)
     cfg = input_config(config, info)
     clip_frames, image_size, normalization = cfg.clip_frames, cfg.image_size, cfg.normalize
+    channels = CHANNELS[cfg.modality]
+    # a builder with a modality argument (LRCN, fusion, TSN, I3D) builds the flow network
+    own = get_model_info(config.model).modality
+    stream = {"modality": cfg.modality} if cfg.modality != own else {}
     num_train = info.get("splits", {}).get(config.train_split, {}).get("num_clips")
     steps = config.steps_per_epoch or (math.ceil(num_train / config.batch_size)
                                        if num_train else 100)
@@ -484,13 +532,13 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
             from kvid.pretrained import pretrained_model
 
             model = pretrained_model(config.pretrained, config.model,
-                                     input_shape=(clip_frames, *image_size, 3),
+                                     input_shape=(clip_frames, *image_size, channels),
                                      num_classes=len(labels), freeze=config.freeze_backbone,
-                                     **config.builder_kwargs())
+                                     **config.builder_kwargs(), **stream)
         else:  # resuming restores every weight from backup/ anyway
-            model = build_model(config.model, input_shape=(clip_frames, *image_size, 3),
+            model = build_model(config.model, input_shape=(clip_frames, *image_size, channels),
                                 num_classes=len(labels), preset=config.preset,
-                                **config.model_kwargs)
+                                **config.model_kwargs, **stream)
             if config.pretrained:
                 from kvid.pretrained import freeze_backbone
 
@@ -502,7 +550,8 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
     os.makedirs(config.output_dir, exist_ok=True)
     with open(paths.config, "w") as f:
         json.dump(config.to_json(), f, indent=2)
-    save_run_input(paths, cfg, info.get("fps"), _first_record(config.data_dir, config.train_split))
+    save_run_input(paths, cfg, info.get("fps"), _first_record(config.data_dir, config.train_split),
+                   flow_settings(info))
 
     train_ds, val_ds = _datasets(config, info, cfg)
     if config.steps_per_epoch:
@@ -532,6 +581,7 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
     return TrainResult(model=model, history=dict(history.history), output_dir=config.output_dir,
                        labels=labels, clip_frames=clip_frames, image_size=image_size,
                        normalization=normalization, fps=info.get("fps"), input=cfg,
+                       flow=flow_settings(info),
                        initial_epoch=int(history.epoch[0]) if history.epoch else config.epochs)
 
 

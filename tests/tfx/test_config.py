@@ -34,3 +34,14 @@ def test_bad_values_are_clear_errors(tmp_path):
         PipelineConfig.load(str(path), environ={})
     with pytest.raises(ValueError, match="crop must be one of"):
         PipelineConfig.load(environ={"KVID_CROP": "zoom"})
+
+
+def test_the_trainer_stream_is_checked_with_the_data():
+    flow = PipelineConfig.load(environ={"KVID_MODALITY": "flow", "KVID_FLOW": "dis",
+                                        "KVID_MODEL": "cnn_lstm"})
+    assert (flow.modality, flow.ingest_config().flow) == ("flow", "dis")
+    with pytest.raises(ValueError, match="needs optical flow in the records"):
+        PipelineConfig.load(environ={"KVID_MODALITY": "flow", "KVID_MODEL": "cnn_lstm"})
+    with pytest.raises(ValueError, match="takes rgb only"):
+        PipelineConfig.load(environ={"KVID_MODALITY": "flow", "KVID_FLOW": "dis",
+                                     "KVID_MODEL": "r2plus1d_18"})

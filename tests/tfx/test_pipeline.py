@@ -136,7 +136,7 @@ def test_kubeflow_v2_compile_names_every_component(tmp_path):
     home = tmp_path / "home"
     env = {**os.environ, "KVID_HOME": str(home), "KVID_CROP": "multiscale",
            "KVID_MODEL": "r2plus1d_18", "KVID_PRETRAINED": "torchvision:/ckpt/r2plus1d_18.pth",
-           "KVID_BACKBONE_LR_SCALE": "0.1"}
+           "KVID_BACKBONE_LR_SCALE": "0.1", "KVID_FLOW": "farneback"}
     compile_cmd = [os.path.join(BIN, "kvid"), "pipeline", "compile", "--kubeflow-v2", str(out),
                    "--image", "gcr.io/example/kvid:1"]
     refused = subprocess.run(compile_cmd, env=env, cwd=tmp_path, capture_output=True, text=True,
@@ -156,6 +156,7 @@ def test_kubeflow_v2_compile_names_every_component(tmp_path):
     assert '\\"crop\\": \\"multiscale\\"' in root
     assert '\\"pretrained\\": \\"torchvision:/ckpt/r2plus1d_18.pth\\"' in root
     assert '\\"backbone_lr_scale\\": 0.1' in root
+    assert "farneback" in json.dumps(spec)  # VideoExampleGen computes flow
     assert '\\"freeze_backbone\\": false' in root
     assert "gs://kvid-example/videos" in json.dumps(spec)
     flat = re.sub(r"(\\n|\s)+", "", json.dumps(spec))  # the Evaluator's config, unindented
