@@ -24,6 +24,7 @@ from kvid.data.augment import NO_AUGMENT, AugmentConfig, color_jitter, crop_wind
     flip_left_right, mix_batch
 from kvid.data.sampling import temporal_indices, validate_sampling
 from kvid.data.sources import layout_of, resolve_files, split_size
+from kvid.video.sampling import clip_span
 
 AUTOTUNE = tf.data.AUTOTUNE
 MODALITIES = ("rgb", "flow", "rgb+flow")
@@ -491,7 +492,7 @@ def _view_starts(clip: dict, cfg: InputConfig, num_clips: int) -> tf.Tensor:
     start, so a video gives N views whether it is one record or several. A clip window (or
     a decoded video file) gives N over its own frames."""
     n = tf.shape(clip[cfg.streams[0]])[0]
-    span = (cfg.clip_frames - 1) * cfg.frame_step + 1
+    span = clip_span(cfg.clip_frames, cfg.frame_step)
     phases = tf.constant(view_phases(num_clips))
 
     def evenly(length):

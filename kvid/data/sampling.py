@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from kvid.video.sampling import clip_span
+
 SAMPLINGS = ("dense", "uniform", "segments")
 
 
@@ -60,7 +62,7 @@ def temporal_indices(
     n = tf.cast(num_frames, tf.int32)
     nf = tf.cast(n, tf.float32)
     if sampling == "dense":
-        span = (clip_frames - 1) * frame_step + 1
+        span = clip_span(clip_frames, frame_step)
         free = tf.maximum(n - span, 0)
         if training:
             limit = free + 1 if max_starts is None else \

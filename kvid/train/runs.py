@@ -7,13 +7,12 @@ import logging
 import os
 
 import keras
-import tensorflow as tf
 
 from kvid import schema
-from kvid.train.export import check_export_dir, export_saved_model
 from kvid.data import InputConfig
-from kvid.train.trainer import (RunPaths, TrainConfig, flow_settings, input_config,
-                                load_run_config, load_run_input)
+from kvid.train.export import check_export_dir, export_saved_model
+from kvid.train.trainer import (RunPaths, TrainConfig, first_record, flow_settings,
+                                input_config, load_run_config, load_run_input)
 
 
 @dataclasses.dataclass
@@ -94,15 +93,11 @@ def first_clip(data_dir: str, split: str = "test") -> schema.Clip | None:
 
     Finds the files as tf.data does, so kvid shards and TFX Examples artifacts both work.
     """
-    from kvid.data import resolve_files
-
     try:
-        files, compression = resolve_files(data_dir, split)
+        record = first_record(data_dir, split)
     except FileNotFoundError:
         return None
-    for record in tf.data.TFRecordDataset(files[:1], compression_type=compression).take(1):
-        return schema.from_example(record.numpy())
-    return None
+    return None if record is None else schema.from_example(record)
 
 
 def export_run(run_dir: str, export_dir: str, *, weights: str = "best",

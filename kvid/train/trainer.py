@@ -18,6 +18,8 @@ from typing import Any, Sequence
 import keras
 import tensorflow as tf
 
+from kvid.video.sampling import clip_span
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 CLIP_AGGREGATIONS = ("mean", "last")
 SCHEDULES = ("constant", "cosine", "step", "multigrid")
@@ -273,10 +275,10 @@ def resolve_input(config: TrainConfig, info: dict) -> tuple[int, tuple[int, int]
     if info.get("layout") == "video":
         _check_video_records(config, info)
     elif config.clip_frames and stored and config.sampling == "dense" and \
-            (config.clip_frames - 1) * config.frame_step + 1 > int(stored):
+            clip_span(config.clip_frames, config.frame_step) > int(stored):
         # Clips are stored as fixed windows of `stored` frames and sampled inside them; a
         # longer clip would repeat frames (the sampler loops), not see more of the video.
-        span = (config.clip_frames - 1) * config.frame_step + 1
+        span = clip_span(config.clip_frames, config.frame_step)
         raise ValueError(f"a clip of clip_frames (--clip-frames) {config.clip_frames}, "
                          f"frame_step {config.frame_step} spans {span} frames, more than the "
                          f"stored clips of {stored} frames (dataset.json): ingest longer clips "
@@ -305,7 +307,7 @@ def _check_video_records(config: TrainConfig, info: dict) -> None:
     overlap = int(info.get("params", {}).get("chunk_overlap", 0))
     chunked = any(int(s.get("num_clips", 0)) > int(s.get("num_videos", 0))
                   for s in info.get("splits", {}).values())
-    span = (config.clip_frames - 1) * config.frame_step + 1
+    span = clip_span(config.clip_frames, config.frame_step)
     if chunked and config.sampling == "dense" and span > overlap + 1:
         raise ValueError(f"a clip of {config.clip_frames} frames {config.frame_step} apart "
                          f"spans {span} frames, more than the {overlap} frames the chunks of "
@@ -463,7 +465,8 @@ def _write_atomic(path: str, data, records: bool = False) -> None:
     os.replace(tmp, path)
 
 
-def _first_record(data_dir: str, split: str) -> bytes | None:
+def first_record(data_dir: str, split: str) -> bytes | None:
+    """The first serialized record of a split (None if the split is empty)."""
     from kvid.data import resolve_files
 
     files, compression = resolve_files(data_dir, split)
@@ -550,8 +553,9 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
     os.makedirs(config.output_dir, exist_ok=True)
     with open(paths.config, "w") as f:
         json.dump(config.to_json(), f, indent=2)
-    save_run_input(paths, cfg, info.get("fps"), _first_record(config.data_dir, config.train_split),
-                   flow_settings(info))
+    flow = flow_settings(info)
+    save_run_input(paths, cfg, info.get("fps"), first_record(config.data_dir, config.train_split),
+                   flow)
 
     train_ds, val_ds = _datasets(config, info, cfg)
     if config.steps_per_epoch:
@@ -581,7 +585,7 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
     return TrainResult(model=model, history=dict(history.history), output_dir=config.output_dir,
                        labels=labels, clip_frames=clip_frames, image_size=image_size,
                        normalization=normalization, fps=info.get("fps"), input=cfg,
-                       flow=flow_settings(info),
+                       flow=flow,
                        initial_epoch=int(history.epoch[0]) if history.epoch else config.epochs)
 
 

@@ -7,6 +7,11 @@ import math
 SHORT_POLICIES = ("loop", "repeat_last", "reject")
 
 
+def clip_span(clip_frames: int, frame_step: int = 1) -> int:
+    """Frames a clip of ``clip_frames`` frames ``frame_step`` apart covers, first to last."""
+    return (clip_frames - 1) * frame_step + 1
+
+
 class TooShortError(ValueError):
     """A video has fewer frames than one clip and the policy is ``reject``."""
 
@@ -78,7 +83,7 @@ def clip_positions(num_frames: int, clip_frames: int, *, sampling: str = "dense"
     if num_frames <= 0:
         return []
     if sampling == "dense":
-        span = (clip_frames - 1) * frame_step + 1
+        span = clip_span(clip_frames, frame_step)
         free = max(num_frames - span, 0)
         count = free // span + 1
         count = min(count, max_clips) if max_clips else count
