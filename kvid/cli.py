@@ -14,7 +14,7 @@ import sys
 
 from kvid import validate
 from kvid.cliargs import (OneLineParser, any_int, json_object, non_negative_float,
-                          positive_float, positive_int)
+                          positive_float, positive_floats, positive_int)
 
 # What the user gave is wrong (a value, a path, an existing output): exit code 2, as
 # argparse's own errors. Anything else that fails (a server, a disk) exits with 1.
@@ -26,6 +26,7 @@ VERBS = {
     "ingest": "decode videos into TFRecord clip shards with Apache Beam",
     "train": "train a model of the zoo on clip shards",
     "evaluate": "top-1/top-5, per-class accuracy, confusion matrix, video-level scores",
+    "fuse": "fuse trained runs (e.g. an RGB and a flow stream) by weighted softmax scores",
     "export": "write a SavedModel with kvid's serving signatures",
     "serve": "serve SavedModels with the TF Serving REST/gRPC API (development server)",
     "predict": "classify a video with a served model (REST or gRPC)",
@@ -82,9 +83,13 @@ def _add_train_args(p):
     p.add_argument("--sampling", default="dense", choices=("dense", "uniform", "segments"),
                    help="dense: consecutive frames (--frame-step apart); uniform: spread over "
                         "the record; segments: TSN, a snippet from each of --num-segments")
-    p.add_argument("--modality", choices=("rgb", "flow"),
+    p.add_argument("--modality", choices=("rgb", "flow", "rgb+flow"),
                    help="the stream to train on (default: the model's): flow is the stored "
-                        "8-bit optical flow (kvid ingest --flow)")
+                        "8-bit optical flow (kvid ingest --flow); rgb+flow: both, for the "
+                        "two-stream models")
+    p.add_argument("--flow-frames", type=positive_int,
+                   help="rgb+flow: flow images per clip, centred on the RGB clip (Simonyan & "
+                        "Zisserman: --clip-frames 1 --flow-frames 10; default: --clip-frames)")
     p.add_argument("--frame-step", type=positive_int, default=1,
                    help="dense: frames between sampled frames (e.g. SlowFast's 8x8: 8)")
     p.add_argument("--num-segments", type=positive_int, default=3,
@@ -137,6 +142,7 @@ def _train_config(args):
         clip_frames=args.clip_frames, image_size=args.image_size, sampling=args.sampling,
         frame_step=args.frame_step, num_segments=args.num_segments,
         clip_aggregation=args.clip_aggregation, modality=args.modality,
+        flow_frames=args.flow_frames,
         flip=args.flip, crop=args.crop,
         optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
         warmup_epochs=args.warmup, weight_decay=args.weight_decay,
@@ -156,7 +162,7 @@ def _cmd_train(args) -> int:
 
 
 def _add_evaluate_args(p):
-    p.add_argument("run", help="run folder written by 'kvid train' (or a .keras file)")
+    p.add_argument("run", help="run folder written by 'kvid train' or 'kvid fuse'")
     p.add_argument("--data", help="clip shards (default: the run's training data)")
     p.add_argument("--split", default="test")
     p.add_argument("--clips", type=positive_int, default=4,
@@ -186,9 +192,39 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _add_fuse_args(p):
+    from kvid.train.fuse import PRESETS
+
+    p.add_argument("runs", nargs="+", help="run folders written by 'kvid train' (2 or more), "
+                                           "with the same classes")
+    p.add_argument("-o", "--output", required=True, help="the fused folder to write")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--weights", type=positive_floats,
+                     help="one weight per run, e.g. 1,1.5 (scores: the weighted mean of the "
+                          "runs' softmax scores)")
+    how.add_argument("--preset", choices=sorted(PRESETS),
+                     help="the papers' weights by stream: average (Simonyan; two-stream I3D) "
+                          "rgb 1 flow 1, tsn rgb 1 flow 1.5, lrcn rgb 1/3 flow 2/3 "
+                          "(default: average)")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"),
+                   help="which model of each run to take")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUTPUT")
+
+
+def _cmd_fuse(args) -> int:
+    from kvid.train.fuse import fuse_runs
+
+    spec = fuse_runs(args.runs, args.output, weights=args.weights, preset=args.preset,
+                     checkpoint=args.checkpoint, overwrite=args.overwrite)
+    print(json.dumps({"output": args.output, "preset": spec["preset"],
+                      "members": [{k: m[k] for k in ("source", "model", "modality", "weight")}
+                                  for m in spec["members"]]}))
+    return 0
+
+
 def _add_export_args(p):
-    p.add_argument("run", help="run folder written by 'kvid train', or a .keras file written "
-                               "by 'kvid convert'")
+    p.add_argument("run", help="run folder written by 'kvid train' or 'kvid fuse', or a "
+                               ".keras file written by 'kvid convert'")
     p.add_argument("output", help="SavedModel folder, e.g. serving/models/kvid/1")
     p.add_argument("--weights", default="best", choices=("best", "last"))
     p.add_argument("--model-name", default="kvid", help="name used in warm-up requests")
@@ -340,7 +376,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB",
                                 parser_class=OneLineParser)
     adders = {"synth": _add_synth_args, "train": _add_train_args,
-              "evaluate": _add_evaluate_args, "export": _add_export_args,
+              "evaluate": _add_evaluate_args, "export": _add_export_args, "fuse": _add_fuse_args,
               "demo": _add_demo_args, "pipeline": _add_pipeline_args, "models": lambda p: None,
               "convert": _add_convert_args,
               "native": lambda p: None}

@@ -57,6 +57,11 @@ port = number_type(integer=True, minimum=0, maximum=65535)
 fraction = number_type(minimum=0, maximum=1)
 
 
+def positive_floats(text: str) -> list[float]:
+    """A comma-separated list of finite numbers > 0 (``--weights 1,1.5``)."""
+    return [positive_float(part.strip()) for part in text.split(",")]
+
+
 def json_object(text: str) -> dict:
     """A JSON object (``'{"units": 64}'``); anything else is a one-line error."""
     try:

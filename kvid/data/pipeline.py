@@ -22,7 +22,7 @@ from kvid import dataset, schema
 from kvid.data import native, preprocess
 from kvid.data.augment import NO_AUGMENT, AugmentConfig, color_jitter, crop_window, \
     flip_left_right, mix_batch
-from kvid.data.sampling import temporal_indices, validate_sampling
+from kvid.data.sampling import flow_indices, temporal_indices, validate_sampling
 from kvid.data.sources import layout_of, resolve_files, split_size
 from kvid.video.sampling import clip_span
 
@@ -51,6 +51,8 @@ class InputConfig:
     label_mode: ``sparse`` int32 [B] or ``one_hot`` [B, K] (K = ``num_classes``).
     labels: class names in label order; when given, a record's label is looked up by its
       ``label_name``, so a run keeps its label order whatever order later data has.
+    flow_frames: ``rgb+flow`` only: flow images per clip when not T, a window centred on
+      the RGB clip's middle frame (Simonyan: 1 RGB frame, L=10 flow); None: T, one per frame.
     """
 
     clip_frames: int
@@ -65,6 +67,7 @@ class InputConfig:
     num_classes: int | None = None
     input_names: Mapping[str, str] | None = None
     labels: tuple[str, ...] | None = None
+    flow_frames: int | None = None
 
     def __post_init__(self):
         if self.labels is not None:
@@ -98,6 +101,12 @@ class InputConfig:
         if self.augment.mixes and self.label_mode != "one_hot":
             raise ValueError("mixup/cutmix mix labels, so they need label_mode='one_hot'. "
                              f"Received: label_mode={self.label_mode!r}")
+        if self.flow_frames is not None and (self.modality != "rgb+flow" or isinstance(
+                self.flow_frames, bool) or int(self.flow_frames) != self.flow_frames
+                or self.flow_frames < 1):
+            raise ValueError("flow_frames is a positive int, for modality 'rgb+flow' only. "
+                             f"Received: flow_frames={self.flow_frames!r}, "
+                             f"modality={self.modality!r}")
         unknown = set(self.input_names or {}) - set(self.streams)
         if unknown:
             raise ValueError(f"input_names keys must be among {self.streams}. "
@@ -106,6 +115,12 @@ class InputConfig:
     @property
     def streams(self) -> tuple[str, ...]:
         return tuple(self.modality.split("+"))
+
+    def frames_of(self, stream: str) -> int:
+        """Frames per clip of ``stream``: ``flow_frames`` for a two-stream flow, else T."""
+        if stream == "flow" and self.modality == "rgb+flow" and self.flow_frames:
+            return int(self.flow_frames)
+        return self.clip_frames
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -165,11 +180,14 @@ def _sampled_frames(clip: dict, cfg: InputConfig, *, training: bool, seed, phase
 
 
 def _gather_streams(clip: dict, cfg: InputConfig, idx: tf.Tensor) -> dict:
-    """The frames at ``idx`` of each stream (flow has one fewer: its last repeats)."""
+    """Each stream's frames for the clips at ``idx`` [..., T], clip after clip: the flow of
+    a two-stream input by :func:`flow_indices` (a flow image per frame, the last repeating,
+    or ``flow_frames`` centred on each clip)."""
     out = {}
     for s in cfg.streams:
-        last = tf.shape(clip[s])[0] - 1
-        out[s] = tf.gather(clip[s], tf.minimum(idx, last))
+        n = tf.shape(clip[s])[0]
+        at = flow_indices(idx, cfg.frames_of(s), n) if s == "flow" else tf.minimum(idx, n - 1)
+        out[s] = tf.gather(clip[s], tf.reshape(at, [-1]))
     return out
 
 
@@ -233,7 +251,7 @@ def _finish(frames: dict, clip: dict, cfg: InputConfig, *, normalized: bool = Fa
     for s, x in frames.items():
         if not normalized:
             x = preprocess.normalize(x, _mode(cfg, s))
-        out[s] = tf.ensure_shape(x, [*x.shape[:-4], cfg.clip_frames, h, w, CHANNELS[s]])
+        out[s] = tf.ensure_shape(x, [*x.shape[:-4], cfg.frames_of(s), h, w, CHANNELS[s]])
     names = dict(cfg.input_names or {})
     if len(out) == 1 and not names:
         inputs = out[cfg.streams[0]]
@@ -532,7 +550,7 @@ def clip_views(clip: dict, cfg: InputConfig, num_clips: int, num_crops: int):
         n = tf.shape(clip[cfg.streams[0]])[0]
         idx = tf.math.floormod(starts[:, None] + tf.range(t) * cfg.frame_step,
                                tf.maximum(n, 1))
-        sampled = _gather_streams(clip, cfg, tf.reshape(idx, [-1]))  # [V*T] per stream
+        sampled = _gather_streams(clip, cfg, idx)  # [V*T] per stream
         views = tf.shape(starts)[0]
     else:
         parts = [_sampled_frames(clip, cfg, training=False, seed=None, phase=p)
@@ -541,13 +559,13 @@ def clip_views(clip: dict, cfg: InputConfig, num_clips: int, num_crops: int):
         views = tf.constant(num_clips)
     frames = {}
     for s, x in sampled.items():
-        c = CHANNELS[s]
+        c, ts = CHANNELS[s], cfg.frames_of(s)
         y = tf.cond(views > 0,
                     lambda x=x, s=s: tf.cast(_view_crops(x, s, cfg, m, clip[s][:1]),
                                              tf.float32),
                     lambda c=c: tf.zeros([m, 0, h, w, c]))
-        y = tf.reshape(y, [m, views, t, h, w, c])
-        frames[s] = tf.reshape(tf.transpose(y, [1, 0, 2, 3, 4, 5]), [views * m, t, h, w, c])
+        y = tf.reshape(y, [m, views, ts, h, w, c])
+        frames[s] = tf.reshape(tf.transpose(y, [1, 0, 2, 3, 4, 5]), [views * m, ts, h, w, c])
     inputs, label = _finish(frames, clip, cfg)
     count = views * m
     labels = tf.repeat(label[None], count, axis=0)

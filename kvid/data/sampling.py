@@ -89,3 +89,20 @@ def temporal_indices(
         starts = tf.floor(k * seg + phase * tf.maximum(0.0, seg - snippet))
     idx = tf.cast(starts, tf.int32)[:, None] + tf.range(snippet, dtype=tf.int32)[None, :]
     return tf.minimum(tf.reshape(idx, [clip_frames]), n - 1)
+
+
+def flow_indices(idx: tf.Tensor, flow_frames: int, num_flow: tf.Tensor) -> tf.Tensor:
+    """int32 [..., flow_frames] flow images shown with RGB clips ``idx`` [..., T]
+    (kvid.video.sampling.flow_positions is the client's twin): for L = k x T, k consecutive
+    flow images around each frame (k = 1: the flow at each frame; Feichtenhofer: a stack of
+    L per RGB frame), else one window of L centred on the clip's middle frame."""
+    last = tf.maximum(tf.cast(num_flow, tf.int32) - 1, 0)
+    t = idx.shape[-1]
+    if flow_frames % t == 0:
+        k = flow_frames // t
+        at = idx[..., None] - k // 2 + tf.range(k, dtype=tf.int32)
+        at = tf.reshape(at, tf.concat([tf.shape(idx)[:-1], [flow_frames]], axis=0))
+        at.set_shape(idx.shape[:-1].concatenate([flow_frames]))
+        return tf.clip_by_value(at, 0, last)
+    start = idx[..., t // 2: t // 2 + 1] - flow_frames // 2
+    return tf.clip_by_value(start + tf.range(flow_frames, dtype=tf.int32), 0, last)

@@ -28,8 +28,8 @@ import grpc
 import numpy as np
 
 from kvid.cliargs import non_negative_int, positive_float, positive_int
-from kvid.serving.contract import (CLASSES_OUTPUT, DEFAULT_SIGNATURE, FRAMES_INPUT,
-                                   LABELS_OUTPUT, METADATA_INPUT, METADATA_OUTPUT,
+from kvid.serving.contract import (CLASSES_OUTPUT, DEFAULT_SIGNATURE, FLOW_INPUT,
+                                   FRAMES_INPUT, LABELS_OUTPUT, METADATA_INPUT, METADATA_OUTPUT,
                                    METADATA_SIGNATURE, PROBABILITIES_OUTPUT)
 from kvid.serving.errors import HTTP_STATUS, ServingError
 
@@ -330,14 +330,15 @@ def configure_predict_parser(parser: argparse.ArgumentParser) -> argparse.Argume
     return parser
 
 
-def _classify_clips(client: Client, clips: list[list[bytes]], args,
-                    input_name: str = FRAMES_INPUT) -> list[dict]:
-    """Per clip: probabilities plus the model's own top-k labels and scores."""
+def _classify_clips(client: Client, clips: list[dict[str, list[bytes]]],
+                    args) -> list[dict]:
+    """Per clip (its frames per input name): probabilities plus the model's own top-k
+    labels and scores."""
     results = []
     for i in range(0, len(clips), args.batch_size):
         batch = clips[i:i + args.batch_size]
-        out = client.predict({input_name: np.array(batch, dtype=object)}, args.signature,
-                             args.version)
+        inputs = {name: np.array([c[name] for c in batch], dtype=object) for name in batch[0]}
+        out = client.predict(inputs, args.signature, args.version)
         for j in range(len(batch)):
             results.append({k: v[j] for k, v in out.items()})
     return results
@@ -446,52 +447,85 @@ def flow_images(grays: list[np.ndarray], flow: dict) -> list[bytes]:
             for a, b in zip(grays, grays[1:])]
 
 
+def _streams(client: Client, info: dict, args) -> dict[str, dict]:
+    """{input name: how to make its clips} from the model's kvid_metadata: one input for a
+    model, one per stream its members read for a fused one (``kvid fuse``)."""
+    members = info.get("members") or [info]
+    streams = {}
+    for m in members:
+        kinds = m.get("modality", "rgb").split("+")
+        for kind in kinds:
+            name = FLOW_INPUT if kind == "flow" else FRAMES_INPUT
+            if name in streams:
+                continue
+            shape = client.input_shape(name, args.signature, args.version)
+            streams[name] = {
+                "flow": (m.get("flow") or {}) if kind == "flow" else None,
+                "t": shape[1] if len(shape) > 1 and shape[1] > 0 else args.frames,
+                # a two-stream model's flow: centred on its RGB clip, as in training
+                "follows": FRAMES_INPUT if len(kinds) > 1 and kind == "flow" else None,
+                # the frames of each clip as the model was evaluated (its sampling)
+                "sampling": {"sampling": m.get("sampling", "dense"),
+                             "frame_step": int(m.get("frame_step", 1)),
+                             "num_segments": int(m.get("num_segments", 3))}}
+    return streams
+
+
 def _predict(client: Client, args: argparse.Namespace) -> int:
     from kvid.video import encode_jpeg, iter_frames, probe, resize_frame, window_clips
-    from kvid.video.sampling import clip_positions
+    from kvid.video.sampling import clip_positions, flow_positions
 
     info = client.model_info(args.version) or {}
-    input_name = info.get("input", FRAMES_INPUT)  # "flow" for a flow model
-    shape = client.input_shape(input_name, args.signature, args.version)
-    t = shape[1] if len(shape) > 1 and shape[1] > 0 else args.frames
-    target_fps = args.fps or info.get("fps")
-    # the frames of each clip as the model was evaluated (its sampling, from kvid_metadata)
-    sampling = {"sampling": info.get("sampling", "dense"),
-                "frame_step": int(info.get("frame_step", 1)),
-                "num_segments": int(info.get("num_segments", 3))}
-    flow = (info.get("flow") or {}) if info.get("modality") == "flow" else None
-    frames, times = [], []
+    streams = _streams(client, info, args)
+    target_fps = args.fps or info.get("fps") or next(
+        (m.get("fps") for m in info.get("members", []) if m.get("fps")), None)
+    flow = next((s["flow"] for s in streams.values() if s["flow"] is not None), None)
+    rgb_frames, grays, times = [], [], []
     for frame in iter_frames(args.video, fps=target_fps):
         rgb = frame.rgb
         if flow is not None:  # the flow between frames, made as ingest made it
-            frames.append(flow_gray(rgb, flow))
-        else:
+            grays.append(flow_gray(rgb, flow))
+        if any(s["flow"] is None for s in streams.values()):
             if args.short_side and min(rgb.shape[:2]) > args.short_side:  # never upscale
                 rgb = resize_frame(rgb, short_side=args.short_side)
-            frames.append(encode_jpeg(rgb))
+            rgb_frames.append(encode_jpeg(rgb))
         times.append(frame.time if target_fps is None else frame.index / target_fps)
-    if flow is not None:
-        frames, times = flow_images(frames, flow), times[:-1]
+    flow_frames = flow_images(grays, flow) if flow is not None else []
+    for s in streams.values():
+        s["frames"] = flow_frames if s["flow"] is not None else rgb_frames
+    first = next(iter(streams.values()))
+    if first["flow"] is not None:
+        times = times[:-1]  # a flow image per pair of frames
     fps = target_fps or probe(args.video).fps or 25.0
     source = ("--fps" if args.fps else "the model's rate" if target_fps else "the video's rate")
-    print(f"kvid predict: {len(frames)} frames at {fps:g} fps ({source}), clips of {t}",
-          file=sys.stderr)
+    print(f"kvid predict: {len(first['frames'])} frames at {fps:g} fps ({source}), clips of "
+          f"{' + '.join(str(s['t']) for s in streams.values())}", file=sys.stderr)
+
+    def clips_of(index: list[int] | None, max_clips: int | None) -> list[dict]:
+        """The clips at the same positions of every stream (``index``: a window's frames)."""
+        positions, per_stream = {}, {}
+        for name, s in sorted(streams.items(), key=lambda kv: kv[1]["follows"] is not None):
+            n = len(s["frames"])
+            idx = list(range(n)) if index is None else [min(i, n - 1) for i in index]
+            if s["follows"]:
+                pos = [flow_positions(p, s["t"], len(idx)) for p in positions[s["follows"]]]
+            else:
+                pos = clip_positions(len(idx), s["t"], max_clips=max_clips, **s["sampling"])
+            positions[name] = pos
+            per_stream[name] = [[s["frames"][idx[i]] for i in p] for p in pos]
+        count = min(len(c) for c in per_stream.values())
+        return [{name: c[i] for name, c in per_stream.items()} for i in range(count)]
+
     if args.sliding_window is None:
-        clips = [[frames[i] for i in idx]
-                 for idx in clip_positions(len(frames), t, max_clips=args.clips, **sampling)]
-        for label, score in _top_k(_classify_clips(client, clips, args, input_name),
+        for label, score in _top_k(_classify_clips(client, clips_of(None, args.clips), args),
                                    args.top_k):
             print(f"{score:.4f}  {label}")
         return 0
     window = max(1, round(args.sliding_window * fps))
     stride = max(1, round((args.stride or args.sliding_window) * fps))
-    windows = window_clips(len(frames), window, stride=stride)
-    clips, thumbs = [], []
-    for w in windows:
-        center = clip_positions(len(w), t, max_clips=1, **sampling)[0]
-        clips.append([frames[w[i]] for i in center])
-        thumbs.append(w[len(w) // 2])
-    results = _classify_clips(client, clips, args, input_name)
+    windows = window_clips(len(first["frames"]), window, stride=stride)
+    clips = [clips_of(list(w), 1)[0] for w in windows]
+    results = _classify_clips(client, clips, args)
     rows = [{"start": times[w[0]], "end": times[w[0]] + len(w) / fps,
              "top": _top_k([r], args.top_k)} for w, r in zip(windows, results)]
     for r in rows:
@@ -502,5 +536,6 @@ def _predict(client: Client, args: argparse.Namespace) -> int:
     if args.strip:
         from kvid.video import decode_jpeg
 
-        _write_strip(args.strip, rows, [decode_jpeg(frames[i]) for i in thumbs])
+        _write_strip(args.strip, rows, [decode_jpeg(first["frames"][w[len(w) // 2]])
+                                        for w in windows])
     return 0

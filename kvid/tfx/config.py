@@ -37,7 +37,8 @@ class PipelineConfig:
     fps: float = MOTION.fps
     clip_frames: int = MOTION.clip_frames  # stored windows, and the Trainer's clip length
     flow: str = "none"  # optical flow in the records: none | farneback | dis | tvl1
-    modality: str = ""  # the stream the Trainer trains on (rgb | flow); "" = the model's
+    modality: str = ""  # the Trainer's stream(s): rgb | flow | rgb+flow; "" = the model's
+    flow_frames: int = 0  # rgb+flow: flow images per clip (kvid train --flow-frames); 0 = T
     image_size: int = MOTION.image_size
     train_buckets: int = 3
     eval_buckets: int = 1
@@ -59,6 +60,9 @@ class PipelineConfig:
     batch_size: int = MOTION.batch_size
     learning_rate: float = MOTION.learning_rate
     optimizer: str = "adam"
+    # as kvid train --schedule: constant | cosine | step | multigrid (Wu et al.'s clip shapes
+    # and batch sizes with its step learning rate; a model taking variable T, H, W)
+    schedule: str = "cosine"
     mixed_precision: bool = False
     flip: bool = True  # random horizontal flips; never on the synthetic data (mirror = other class)
     crop: str = "random_resized"  # training crop, as `kvid train --crop`
@@ -77,14 +81,25 @@ class PipelineConfig:
         from kvid import validate
 
         AugmentConfig(crop=self.crop)  # an unknown crop: the same clear error, now
+        from kvid.train.trainer import SCHEDULES
+
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}. "
+                             f"Received: schedule={self.schedule!r}")
         self.ingest_config()  # and bad ingest values
         if self.modality:  # the Trainer's stream: what kvid train --modality accepts
             from kvid.train.trainer import TrainConfig, resolve_modality
 
             resolve_modality(TrainConfig(data_dir="", output_dir="", model=self.model,
-                                         modality=self.modality), {"flow": self.flow})
+                                         modality=self.modality,
+                                         flow_frames=self.flow_frames or None),
+                             {"flow": self.flow})
+        elif self.flow_frames:
+            raise ValueError("flow_frames (KVID_FLOW_FRAMES) is for modality rgb+flow "
+                             "(KVID_MODALITY=rgb+flow)")
         validate.positive("backbone_lr_scale", self.backbone_lr_scale)
         validate.non_negative("num_classes", self.num_classes, integer=True)
+        validate.non_negative("flow_frames", self.flow_frames, integer=True)
 
     def ingest_config(self):
         from kvid.ingest import IngestConfig

@@ -81,14 +81,23 @@ def evaluate_run(run_dir: str, *, data_dir: str | None = None, split: str = "tes
                  batch_size: int = 8, attention_clips: int = 2,
                  clip_aggregation: str | None = None) -> dict:
     """Clip-level and video-level (num_clips x num_crops views averaged per video) report.
+    A fused folder (``kvid fuse``) is reported beside each member (:func:`evaluate_fusion`).
 
     Writes ``report.json``, confusion matrices (PNG + JSON) and, for the soft-attention
     LRCN, attention-map PNGs, into ``output_dir`` (default ``RUN/eval-<split>``).
     """
     from kvid.data import make_dataset
+    from kvid.train.fuse import is_fusion
     from kvid.train.runs import load_run
     from kvid.train.trainer import RunPaths
 
+    if is_fusion(run_dir):
+        if clip_aggregation:
+            raise ValueError("a fused run's members keep their own clip aggregation; "
+                             "--clip-aggregation is for a single run")
+        return evaluate_fusion(run_dir, data_dir=data_dir, split=split, num_clips=num_clips,
+                               num_crops=num_crops, output_dir=output_dir,
+                               batch_size=batch_size)
     run = load_run(run_dir)
     aggregation = clip_aggregation or run.config.clip_aggregation
     data_dir = data_dir or run.config.data_dir
@@ -135,10 +144,10 @@ def view_costs(run, data_dir: str, split: str, cfg, num_clips: int, num_crops: i
     import time
 
     from kvid.data import make_eval_views, predict_video_scores
-    from kvid.data.pipeline import CHANNELS
     from kvid.models.flops import count_gflops
+    from kvid.train.trainer import model_input_shape
 
-    gflops = count_gflops(run.model, (cfg.clip_frames, *cfg.image_size, CHANNELS[cfg.modality]))
+    gflops = count_gflops(run.model, model_input_shape(cfg))
     rows, largest = [], None
     for n, m in dict.fromkeys([(1, 1), (num_clips, 1), (num_clips, num_crops)]):
         views = make_eval_views(data_dir, split, cfg, num_clips=n, num_crops=m,
@@ -154,6 +163,93 @@ def view_costs(run, data_dir: str, split: str, cfg, num_clips: int, num_crops: i
                      largest["mean_class_accuracy"], "gflops_per_video": gflops * n * m,
                      "clips_per_s": len(ids) * n * m / seconds if seconds > 0 else None})
     return {"gflops_per_clip": gflops, "rows": rows, "_largest": largest}
+
+
+def _summary(report: dict) -> dict:
+    return {k: report[k] for k in ("count", "top1", "mean_class_accuracy")}
+
+
+def evaluate_fusion(fused_dir: str, *, data_dir: str | None = None, split: str = "test",
+                    num_clips: int = 4, num_crops: int = 1, output_dir: str | None = None,
+                    batch_size: int = 8) -> dict:
+    """Each member and the fusion on the same clips and views: each member reads the records
+    with its own input settings (frames, size, stream) and its scores are matched to the
+    fused labels by name; the fused score is the members' weighted mean of softmax scores.
+
+    Writes ``report.json`` (``members``: each member's clip and video accuracy), the fused
+    confusion matrices and ``fusion.png`` (members vs fused top-1) into ``output_dir``
+    (default ``FUSED/eval-<split>``).
+    """
+    from kvid.data import make_dataset, make_eval_views, predict_video_scores
+    from kvid.train.fuse import fuse_scores, load_fusion
+    from kvid.train.plots import plot_fusion
+
+    fusion = load_fusion(fused_dir)
+    data_dir = data_dir or fusion.members[0].config.data_dir
+    output_dir = output_dir or os.path.join(fused_dir, f"eval-{split}")
+    clip_probs, video_probs, clip_true, video_true, video_ids = [], [], None, None, None
+    for run in fusion.members:
+        order = fusion.label_order(run)
+        aggregation = run.config.clip_aggregation
+        # The fused label order for the records' labels; the member's own for its outputs.
+        cfg = dataclasses.replace(run.input.evaluation(), label_mode="sparse",
+                                  labels=tuple(fusion.labels))
+
+        def probabilities(x, training=False, run=run, order=order, aggregation=aggregation):
+            p = _probabilities(run.model, x, aggregation)
+            return p if order is None else p[:, list(order)]
+
+        probs, y = [], []
+        for inputs, labels in make_dataset(data_dir, split, cfg, batch_size=batch_size,
+                                           training=False):
+            probs.append(probabilities(inputs))
+            y.append(labels.numpy())
+        if not probs:
+            raise ValueError(f"the {split!r} split of {data_dir} has no clips")
+        y = np.concatenate(y)
+        if clip_true is not None and not np.array_equal(y, clip_true):
+            raise ValueError("the members read different clips from the same records")
+        clip_true = y
+        clip_probs.append(np.concatenate(probs))
+        views = make_eval_views(data_dir, split, cfg, num_clips=num_clips, num_crops=num_crops,
+                                batch_size=batch_size * num_crops)
+        ids, probs, labels = predict_video_scores(probabilities, views)
+        if video_ids is None:
+            video_ids, video_true = list(ids), labels
+        elif set(ids) != set(video_ids):
+            raise ValueError("the members' views cover different videos")
+        rows = {v: i for i, v in enumerate(ids)}
+        video_probs.append(probs[[rows[v] for v in video_ids]])
+    report = {"run": fused_dir, "model": "fusion", "split": split, "data": data_dir,
+              "fusion": {"weights": fusion.weights, "preset": fusion.preset},
+              "members": [], "num_clips": num_clips, "num_crops": num_crops}
+    for name, run, m, cp, vp in zip(fusion.names(), fusion.members, fusion.spec["members"],
+                                    clip_probs, video_probs):
+        report["members"].append({
+            "name": name, "model": run.config.model, "modality": run.input.modality,
+            "weight": m["weight"], "source": m["source"],
+            "clip": _summary(classification_report(clip_true, cp, fusion.labels)),
+            "video": _summary(classification_report(video_true, vp, fusion.labels))})
+    report["clip"] = classification_report(clip_true, fuse_scores(clip_probs, fusion.weights),
+                                           fusion.labels)
+    report["video"] = classification_report(video_true, fuse_scores(video_probs,
+                                                                    fusion.weights),
+                                            fusion.labels)
+    report["video"].update(num_clips=num_clips, num_crops=num_crops)
+    rows = [{"name": m["name"], "weight": m["weight"], "clip_top1": m["clip"]["top1"],
+             "video_top1": m["video"]["top1"]} for m in report["members"]]
+    rows.append({"name": "fused", "weight": float(sum(fusion.weights)),
+                 "clip_top1": report["clip"]["top1"], "video_top1": report["video"]["top1"]})
+    report["views"] = {"rows": rows}
+    report = write_report(report, fusion.labels, output_dir)
+    report["files"]["fusion_png"] = plot_fusion(
+        rows, os.path.join(output_dir, "fusion.png"),
+        title=f"fusion ({fusion.preset or 'weights'} "
+              f"{':'.join(f'{w:g}' for w in fusion.weights)}), "
+              f"{num_clips}x{num_crops} views")
+    with open(report["files"]["report"], "w") as f:
+        json.dump(report, f, indent=2)
+    return report
 
 
 def _attention_pngs(run, clips, output_dir: str, count: int) -> list[str]:

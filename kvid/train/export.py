@@ -7,7 +7,9 @@
 - ``serving_tensor``: ``frames`` float32 [batch, T, H, W, 3] of pixel values in [0, 255].
 
 All three return ``probabilities`` [batch, C], and the top-k ``classes``, ``labels`` and
-``scores``. The label map ships as ``assets/labels.txt``, the preprocessing as
+``scores``. A model fused from several runs (``kvid fuse``) takes one input per stream its
+members read (``frames`` and/or ``flow``); each member makes its own clip from it, and the
+probabilities are the members' weighted mean of softmax scores. The label map ships as ``assets/labels.txt``, the preprocessing as
 ``assets/kvid.json``, and TF Serving warm-up requests as
 ``assets.extra/tf_serving_warmup_requests``.
 
@@ -27,6 +29,7 @@ clients share.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -40,7 +43,7 @@ import tensorflow as tf
 from kvid import schema
 from kvid.data.pipeline import CHANNELS, FLOW_NORMALIZE
 from kvid.data.preprocess import decode_frames, normalize, resize_cover_crop
-from kvid.data.sampling import temporal_indices
+from kvid.data.sampling import flow_indices, temporal_indices
 from kvid.models import clip_logits
 from kvid.serving.contract import (ASSETS_DIR, ASSETS_EXTRA_DIR, CLASSES_OUTPUT,
                                    DEFAULT_SIGNATURE, EXAMPLES_INPUT, EXAMPLES_SIGNATURE,
@@ -50,7 +53,8 @@ from kvid.serving.contract import (ASSETS_DIR, ASSETS_EXTRA_DIR, CLASSES_OUTPUT,
                                    WARMUP_FILE)
 
 
-INPUTS = {"rgb": FRAMES_INPUT, "flow": FLOW_INPUT}  # a one-stream model's input, by modality
+INPUTS = {"rgb": FRAMES_INPUT, "flow": FLOW_INPUT}  # the signatures' input of each stream
+_STREAMS = {name: stream for stream, name in INPUTS.items()}
 
 
 def check_export_dir(export_dir: str, overwrite: bool = False) -> None:
@@ -75,7 +79,7 @@ def _check_top_k(top_k: int | None, num_classes: int) -> int:
     return int(top_k)
 
 
-def _swap_in(new: str, export_dir: str, aside: str, overwrite: bool) -> None:
+def swap_in(new: str, export_dir: str, aside: str, overwrite: bool) -> None:
     """Renames ``new`` to ``export_dir``; an existing one is first renamed to ``aside`` (a
     hidden path the caller deletes), so ``export_dir`` is never a half-written model."""
     check_export_dir(export_dir, overwrite)  # again: another process may have written it
@@ -89,6 +93,92 @@ def _swap_in(new: str, export_dir: str, aside: str, overwrite: bool) -> None:
         if moved:
             os.rename(aside, export_dir)  # keep serving the old version
         raise
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One model in an export and how its input is made: the whole export for one model,
+    one stream of a fused one (``kvid fuse``), whose probabilities are the members'
+    ``weight``-ed mean of softmax scores.
+
+    ``label_order``: for each of the export's labels, its index among the model's outputs
+    (None: the same order), so runs with the same classes in another order fuse by name.
+    ``modality="rgb+flow"``: a two-stream model taking both, ``flow_frames`` flow images
+    (None: ``clip_frames``) centred on its RGB clip; ``normalization`` is the RGB stream's.
+    """
+
+    model: keras.Model
+    clip_frames: int
+    image_size: tuple[int, int]
+    normalization: str
+    modality: str = "rgb"
+    sampling: str = "dense"
+    frame_step: int = 1
+    num_segments: int = 3
+    clip_aggregation: str = "mean"
+    weight: float = 1.0
+    label_order: tuple[int, ...] | None = None
+    metadata: dict | None = None  # e.g. the member's model name, fps and flow settings
+    flow_frames: int | None = None
+
+    def __post_init__(self):
+        if not self.streams or any(s not in INPUTS for s in self.streams):
+            raise ValueError(f"export takes modality rgb, flow or rgb+flow for each model; "
+                             f"Received: modality={self.modality!r}")
+        if self.modality == "flow":  # 8-bit flow is always mapped to [-1, 1]
+            object.__setattr__(self, "normalization", FLOW_NORMALIZE)
+        object.__setattr__(self, "image_size", (int(self.image_size[0]),
+                                                int(self.image_size[1])))
+        object.__setattr__(self, "clip_frames", int(self.clip_frames))
+
+    @property
+    def streams(self) -> tuple[str, ...]:
+        return tuple(self.modality.split("+"))
+
+    def frames_of(self, stream: str) -> int:
+        two = stream == "flow" and len(self.streams) > 1 and self.flow_frames
+        return int(self.flow_frames) if two else self.clip_frames
+
+    @property
+    def input_name(self) -> str:
+        """The input of a one-stream member."""
+        return INPUTS[self.streams[0]]
+
+    def describe(self) -> dict:
+        """What a client needs to make this member's input (kvid.json, kvid_metadata)."""
+        meta = {"clip_frames": self.clip_frames, "image_size": list(self.image_size),
+                "normalization": self.normalization, "sampling": self.sampling,
+                "frame_step": self.frame_step, "num_segments": self.num_segments,
+                "clip_aggregation": self.clip_aggregation, "modality": self.modality}
+        if len(self.streams) == 1:
+            meta["input"] = self.input_name
+        else:
+            meta["inputs"] = {INPUTS[s]: self.frames_of(s) for s in self.streams}
+        return {**meta, **(self.metadata or {})}
+
+    def sample(self, jpegs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """A record's frames per stream -> the frames evaluation shows this member: its
+        sampling over the first stream, a two-stream flow centred on that clip."""
+        first = jpegs[self.streams[0]]
+        idx = temporal_indices(tf.shape(first)[0], self.clip_frames, sampling=self.sampling,
+                               training=False, num_segments=self.num_segments,
+                               frame_step=self.frame_step)
+        out = {self.streams[0]: tf.gather(first, idx)}
+        for s in self.streams[1:]:
+            out[s] = tf.gather(jpegs[s], flow_indices(idx, self.frames_of(s),
+                                                      tf.shape(jpegs[s])[0]))
+        return out
+
+    def probabilities(self, pixels: dict[str, tf.Tensor]) -> tf.Tensor:
+        """float32 pixels in [0, 255] per stream -> softmax scores in the export's label
+        order."""
+        x = {s: normalize(p, self.normalization if s == "rgb" else FLOW_NORMALIZE)
+             for s, p in pixels.items()}
+        logits = clip_logits(self.model(x if len(x) > 1 else x[self.streams[0]],
+                                        training=False), self.clip_aggregation)
+        probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        return probs if self.label_order is None else tf.gather(probs, self.label_order,
+                                                                axis=-1)
 
 
 def export_saved_model(
@@ -109,9 +199,10 @@ def export_saved_model(
     frame_step: int = 1,
     num_segments: int = 3,
     modality: str = "rgb",
+    flow_frames: int | None = None,
 ) -> str:
-    """Writes the SavedModel to ``export_dir`` atomically: a hidden temp folder beside it,
-    then a rename, so a server watching the parent never loads half a SavedModel.
+    """Writes one model's SavedModel to ``export_dir`` atomically: a hidden temp folder
+    beside it, then a rename, so a server watching the parent never loads half a SavedModel.
 
     ``top_k``: classes in the top-k outputs, at most the number of labels (default: 5, or
     all of them if fewer). A non-empty ``export_dir`` raises FileExistsError unless
@@ -123,64 +214,107 @@ def export_saved_model(
     temporal sampling, by which ``serving_examples`` picks a record's T frames (as
     evaluation does) and which ``kvid_metadata`` tells clients (``kvid predict``).
     ``modality="flow"``: the signatures take ``flow``, 8-bit flow images as ingest stores
-    them (JPEG bytes; 2 channels as pixels), normalized as in training.
+    them (JPEG bytes; 2 channels as pixels), normalized as in training; ``"rgb+flow"``: a
+    two-stream model, the signatures take both (``flow_frames`` flow images a clip).
     """
-    if modality not in INPUTS:
-        raise ValueError(f"export takes modality {' or '.join(INPUTS)} (one stream); "
-                         f"Received: modality={modality!r}")
-    input_name, c = INPUTS[modality], CHANNELS[modality]
-    if modality == "flow":
-        normalization = FLOW_NORMALIZE
+    member = Member(model, clip_frames, image_size, normalization, modality, sampling,
+                    frame_step, num_segments, clip_aggregation, flow_frames=flow_frames)
+    warmup = {member.input_name: warmup_frames} if warmup_frames else None
+    return export_members([member], export_dir, labels=labels, top_k=top_k,
+                          model_name=model_name, warmup=warmup, extra_metadata=extra_metadata,
+                          overwrite=overwrite)
+
+
+def _stream_inputs(members: Sequence[Member]) -> dict[str, tuple[int, int]]:
+    """{input name: (T, channels)} in INPUTS order; the members reading one input must
+    agree on its T (they share the clip a request sends)."""
+    inputs = {}
+    for m in members:
+        for s in m.streams:
+            name, frames = INPUTS[s], m.frames_of(s)
+            t, _ = inputs.setdefault(name, (frames, CHANNELS[s]))
+            if t != frames:
+                raise ValueError(f"the models reading {name!r} take clips of {t} and {frames} "
+                                 "frames; a request sends one clip per input, so they must "
+                                 "agree")
+    order = list(INPUTS.values())
+    return dict(sorted(inputs.items(), key=lambda kv: order.index(kv[0])))
+
+
+def export_members(members: Sequence[Member], export_dir: str, *, labels: Sequence[str],
+                   top_k: int | None = None, model_name: str = "kvid",
+                   warmup: dict[str, Sequence[bytes]] | None = None,
+                   extra_metadata: dict | None = None, overwrite: bool = False) -> str:
+    """The SavedModel of :func:`export_saved_model` for one or more :class:`Member` models.
+
+    Each signature takes one input per stream the members read (``frames`` and/or
+    ``flow``); every member makes its own clip from it (its size, normalization and, from a
+    record, its own frames) and the ``probabilities`` are the members' weighted mean of
+    softmax scores. ``warmup``: JPEG frames per input name for the warm-up request.
+    """
+    if not members:
+        raise ValueError("export needs at least one model")
     labels = [str(x) for x in labels]
-    if model.outputs[0].shape[-1] != len(labels):
-        raise ValueError(f"The model has {model.outputs[0].shape[-1]} outputs but "
-                         f"{len(labels)} labels were given.")
+    for m in members:
+        outputs = m.model.outputs[0].shape[-1]
+        if outputs != len(labels) or len(m.label_order or labels) != len(labels):
+            raise ValueError(f"The model has {outputs} outputs but {len(labels)} labels were "
+                             "given.")
     k = _check_top_k(top_k, len(labels))
     export_dir = os.path.normpath(export_dir)
     check_export_dir(export_dir, overwrite)
-    h, w = int(image_size[0]), int(image_size[1])
-    t = int(clip_frames)
+    inputs = _stream_inputs(members)
+    names = list(inputs)
     label_table = tf.constant(labels)
+    total_weight = float(sum(m.weight for m in members))
 
-    def outputs_from_pixels(pixels):
-        # Per-step logits [B, T, C] (LRCN trained with the per-step loss) are averaged.
-        logits = clip_logits(model(normalize(pixels, normalization), training=False),
-                             clip_aggregation)
-        probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+    def outputs_from_pixels(pixels_per_member):
+        probs = None
+        for m, pixels in zip(members, pixels_per_member):
+            p = m.probabilities(pixels) * (m.weight / total_weight)
+            probs = p if probs is None else probs + p
         scores, classes = tf.math.top_k(probs, k=k)
         return {PROBABILITIES_OUTPUT: probs, CLASSES_OUTPUT: classes,
                 LABELS_OUTPUT: tf.gather(label_table, classes), SCORES_OUTPUT: scores}
 
-    def decode_clip(jpegs):
-        return decode_frames(jpegs, (h, w))[..., :c]
+    def per_member(fn, tensors):
+        """fn(member, {stream: one clip's input}) -> {stream: [T, H, W, C] float32}, over
+        the batch, for each member."""
+        by_stream = dict(zip([_STREAMS[n] for n in names], tensors))
+        out = []
+        for m in members:
+            specs = {s: tf.TensorSpec([m.frames_of(s), *m.image_size, CHANNELS[s]],
+                                      tf.float32) for s in m.streams}
+            out.append(tf.map_fn(lambda x, m=m: fn(m, x),
+                                 {s: by_stream[s] for s in m.streams},
+                                 fn_output_signature=specs))
+        return out
 
-    def serving_default(frames):
-        pixels = tf.map_fn(decode_clip, frames,
-                           fn_output_signature=tf.TensorSpec([t, h, w, c], tf.float32))
-        return outputs_from_pixels(pixels)
+    def decode_clip(m: Member, jpegs: dict):
+        return {s: decode_frames(x, m.image_size)[..., :CHANNELS[s]] for s, x in jpegs.items()}
+
+    def serving_default(*jpegs):
+        return outputs_from_pixels(per_member(decode_clip, jpegs))
 
     def serving_examples(examples):
-        parsed = schema.parse_clips(examples, with_flow=modality == "flow")
+        parsed = schema.parse_clips(examples, with_flow=FLOW_INPUT in inputs)
+        streams = [parsed[schema.FLOW if n == FLOW_INPUT else schema.FRAMES] for n in names]
+        return outputs_from_pixels(per_member(lambda m, x: decode_clip(m, m.sample(x)),
+                                              streams))
 
-        def one(jpegs):
-            idx = temporal_indices(tf.shape(jpegs)[0], t, sampling=sampling, training=False,
-                                   num_segments=num_segments, frame_step=frame_step)
-            return decode_clip(tf.gather(jpegs, idx))
+    def serving_tensor(*frames):
+        return outputs_from_pixels(per_member(
+            lambda m, clips: {s: resize_cover_crop(c, m.image_size) for s, c in clips.items()},
+            frames))
 
-        pixels = tf.map_fn(one, parsed[schema.FLOW if modality == "flow" else schema.FRAMES],
-                           fn_output_signature=tf.TensorSpec([t, h, w, c], tf.float32))
-        return outputs_from_pixels(pixels)
-
-    def serving_tensor(frames):
-        pixels = tf.map_fn(lambda clip: resize_cover_crop(clip, (h, w)), frames,
-                           fn_output_signature=tf.TensorSpec([t, h, w, c], tf.float32))
-        return outputs_from_pixels(pixels)
-
-    meta = {"labels": labels, "clip_frames": t, "image_size": [h, w],
-            "normalization": normalization, "top_k": k, "sampling": sampling,
-            "frame_step": frame_step, "num_segments": num_segments,
-            "clip_aggregation": clip_aggregation, "modality": modality,
-            "input": input_name, **(extra_metadata or {})}
+    if len(members) == 1:  # one model: its settings at the top level, as clients read them
+        meta = {"labels": labels, **members[0].describe(), "top_k": k}
+    else:
+        meta = {"labels": labels, "top_k": k,
+                "modality": "+".join(s for s, n in INPUTS.items() if n in inputs),
+                "inputs": {n: t for n, (t, _) in inputs.items()},
+                "members": [{**m.describe(), "weight": m.weight} for m in members]}
+    meta.update(extra_metadata or {})
     meta_json = json.dumps(meta, indent=2)
 
     def kvid_metadata(request):
@@ -200,20 +334,22 @@ def export_saved_model(
         with open(meta_path, "w") as f:
             f.write(meta_json)
 
-        # A plain tf.Module root: the Keras model's variables, the assets and the three
-        # signature functions are saved together (what keras.export.ExportArchive does,
-        # plus assets, which its public API cannot attach).
+        # A plain tf.Module root: the Keras models' variables, the assets and the signature
+        # functions are saved together (what keras.export.ExportArchive does, plus assets,
+        # which its public API cannot attach).
         root = tf.Module()
-        root.model = model
+        root.model = members[0].model
+        root.members = [m.model for m in members]
         root.labels_asset = tf.saved_model.Asset(labels_path)
         root.metadata_asset = tf.saved_model.Asset(meta_path)
         signatures = {
             DEFAULT_SIGNATURE: tf.function(serving_default, input_signature=[
-                tf.TensorSpec([None, t], tf.string, name=input_name)]),
+                tf.TensorSpec([None, t], tf.string, name=n) for n, (t, _) in inputs.items()]),
             EXAMPLES_SIGNATURE: tf.function(serving_examples, input_signature=[
                 tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)]),
             TENSOR_SIGNATURE: tf.function(serving_tensor, input_signature=[
-                tf.TensorSpec([None, t, None, None, c], tf.float32, name=input_name)]),
+                tf.TensorSpec([None, t, None, None, c], tf.float32, name=n)
+                for n, (t, c) in inputs.items()]),
             METADATA_SIGNATURE: tf.function(kvid_metadata, input_signature=[
                 tf.TensorSpec([None], tf.string, name=METADATA_INPUT)]),
         }
@@ -221,8 +357,12 @@ def export_saved_model(
             setattr(root, name, fn)
         out = os.path.join(tmp, "model")
         tf.saved_model.save(root, out, signatures=signatures)
-        _write_warmup(out, model_name, warmup_frames or _gray_clip(t, h, w), input_name)
-        _swap_in(out, export_dir, os.path.join(tmp, "replaced"), overwrite)
+        warmup = dict(warmup or {})
+        for n, (t, _) in inputs.items():  # a real clip when given, else a gray one
+            frames = list(warmup.get(n) or [])
+            warmup[n] = (frames * t)[:t] if frames else _gray_clip(t, *members[0].image_size)
+        _write_warmup(out, model_name, {n: warmup[n] for n in inputs})
+        swap_in(out, export_dir, os.path.join(tmp, "replaced"), overwrite)
     finally:  # the temp folder, and the replaced version if there was one
         shutil.rmtree(tmp, ignore_errors=True)
     return export_dir
@@ -235,14 +375,16 @@ def _gray_clip(t: int, h: int, w: int) -> list[bytes]:
     return [frame] * t
 
 
-def _write_warmup(saved_model_dir: str, model_name: str, frames: Sequence[bytes],
-                  input_name: str = FRAMES_INPUT) -> None:
+def _write_warmup(saved_model_dir: str, model_name: str,
+                  frames: dict[str, Sequence[bytes]]) -> None:
     """TF Serving replays these PredictionLogs at load (``--enable_model_warmup``)."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     request = predict_pb2.PredictRequest(
         model_spec=model_pb2.ModelSpec(name=model_name, signature_name=DEFAULT_SIGNATURE))
-    request.inputs[input_name].CopyFrom(tf.make_tensor_proto([list(frames)], dtype=tf.string))
+    for input_name, clip in frames.items():
+        request.inputs[input_name].CopyFrom(tf.make_tensor_proto([list(clip)],
+                                                                 dtype=tf.string))
     log = prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request))
     extra = os.path.join(saved_model_dir, ASSETS_EXTRA_DIR)

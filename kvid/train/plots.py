@@ -114,3 +114,23 @@ def plot_view_costs(rows: Sequence[dict], path: str, title: str = "") -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
+
+
+def plot_fusion(rows: Sequence[dict], path: str, title: str = "") -> str:
+    """Clip and video top-1 of each fused member and of the fusion, side by side."""
+    fig = Figure(figsize=(max(5.0, 1.4 * len(rows) + 2), 4))
+    ax = fig.subplots()
+    x = np.arange(len(rows))
+    for offset, key, name in ((-0.2, "clip_top1", "clip"), (0.2, "video_top1", "video")):
+        values = [r[key] for r in rows]
+        bars = ax.bar(x + offset, values, width=0.4, label=name)
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.set_xticks(x, [f"{r['name']}\n(w {r['weight']:g})" for r in rows], fontsize=8)
+    ax.set_ylabel("top-1")
+    ax.set_ylim(0, 1.1)
+    ax.set_title(title or "members vs fusion")
+    ax.legend()
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path

@@ -10,7 +10,8 @@ import keras
 
 from kvid import schema
 from kvid.data import InputConfig
-from kvid.train.export import check_export_dir, export_saved_model
+from kvid.train.export import INPUTS, Member, check_export_dir, export_members, \
+    export_saved_model
 from kvid.train.trainer import (RunPaths, TrainConfig, first_record, flow_settings,
                                 input_config, load_run_config, load_run_input)
 
@@ -107,28 +108,69 @@ def export_run(run_dir: str, export_dir: str, *, weights: str = "best",
     ``export_dir`` is refused unless ``overwrite``, before the model is loaded.
 
     ``run_dir`` may also be a ``.keras`` file written by ``kvid convert``: its labels (the
-    source's classes) and preprocessing come from the file itself.
+    source's classes) and preprocessing come from the file itself; or a fused folder written
+    by ``kvid fuse``: one SavedModel taking each member's inputs (``weights`` and
+    ``clip_aggregation`` are then the members' own).
     """
+    from kvid.train.fuse import is_fusion
+
     check_export_dir(export_dir, overwrite)
     if os.path.isfile(run_dir):
         return _export_converted(run_dir, export_dir, model_name=model_name, top_k=top_k,
                                  overwrite=overwrite)
+    if is_fusion(run_dir):
+        if clip_aggregation or weights != "best":
+            raise ValueError("a fused run's members keep the checkpoint and clip aggregation "
+                             "they were fused with; --weights/--clip-aggregation are for a "
+                             "single run")
+        return _export_fusion(run_dir, export_dir, model_name=model_name, top_k=top_k,
+                              overwrite=overwrite)
     run = load_run(run_dir, weights)
-    warmup = None  # a real clip makes a realistic warm-up request
-    if run.sample is not None:
-        record = schema.from_example(run.sample)
-        frames = list(record.flow if run.input.modality == "flow" else record.frames)
-        warmup = (frames * run.clip_frames)[: run.clip_frames] if frames else None
-    return export_saved_model(
-        run.model, export_dir, labels=run.labels, clip_frames=run.clip_frames,
-        image_size=run.image_size, normalization=run.normalization, top_k=top_k,
-        model_name=model_name, warmup_frames=warmup, overwrite=overwrite,
-        extra_metadata={"model": run.config.model, "fps": run.fps, "flow": run.flow},
-        clip_aggregation=clip_aggregation or run.config.clip_aggregation,
-        **sampling_of(run.input))
+    return export_members([member_of(run, clip_aggregation=clip_aggregation)], export_dir,
+                          labels=run.labels, top_k=top_k, model_name=model_name,
+                          warmup=_warmup(run), overwrite=overwrite)
+
+
+def member_of(run: Run, *, weight: float = 1.0, label_order=None,
+              clip_aggregation: str | None = None) -> Member:
+    """A run's model as an export member, with the input it was trained on."""
+    cfg = run.input
+    return Member(run.model, cfg.clip_frames, cfg.image_size, cfg.normalize, cfg.modality,
+                  cfg.sampling, cfg.frame_step, cfg.num_segments,
+                  clip_aggregation or run.config.clip_aggregation, weight, label_order,
+                  metadata={"model": run.config.model, "fps": run.fps, "flow": run.flow},
+                  flow_frames=cfg.flow_frames)
+
+
+def _warmup(*runs: Run) -> dict[str, list[bytes]]:
+    """A real training clip per input the runs read (a realistic warm-up request)."""
+    out = {}
+    for run in runs:
+        if run.sample is not None:
+            record = schema.from_example(run.sample)
+            for s in run.input.streams:
+                frames = record.flow if s == "flow" else record.frames
+                if frames:
+                    out.setdefault(INPUTS[s], list(frames))
+    return out
+
+
+def _export_fusion(fused_dir: str, export_dir: str, *, model_name: str, top_k: int | None,
+                   overwrite: bool) -> str:
+    from kvid.train.fuse import load_fusion
+
+    fusion = load_fusion(fused_dir)
+    members = [member_of(run, weight=w, label_order=fusion.label_order(run))
+               for run, w in zip(fusion.members, fusion.weights)]
+    return export_members(members, export_dir, labels=fusion.labels, top_k=top_k,
+                          model_name=model_name, warmup=_warmup(*fusion.members),
+                          overwrite=overwrite,
+                          extra_metadata={"fusion": {"weights": fusion.weights,
+                                                     "preset": fusion.preset}})
 
 
 def sampling_of(cfg: InputConfig) -> dict:
     """The export's sampling and modality arguments from the input a model was trained on."""
     return {"sampling": cfg.sampling, "frame_step": cfg.frame_step,
-            "num_segments": cfg.num_segments, "modality": cfg.modality}
+            "num_segments": cfg.num_segments, "modality": cfg.modality,
+            "flow_frames": cfg.flow_frames}

@@ -62,8 +62,12 @@ class TrainConfig:
     freeze_backbone: bool = False  # train only the new head (with pretrained)
     # with pretrained: the backbone trains at learning_rate x this, the new head at learning_rate
     backbone_lr_scale: float = 1.0
-    # "rgb" or "flow" (the stored 8-bit flow: ingest --flow); None: the model's own
+    # "rgb", "flow" (the stored 8-bit flow: ingest --flow) or "rgb+flow" (two-stream
+    # models); None: the model's own
     modality: str | None = None
+    # rgb+flow: flow images per clip when not clip_frames, centred on the RGB clip
+    # (Simonyan & Zisserman: 1 RGB frame, 10 flow)
+    flow_frames: int | None = None
     resume: bool = False
     overwrite: bool = False  # replace a run already in output_dir (else FileExistsError)
     seed: int = 0
@@ -96,7 +100,7 @@ class TrainConfig:
         if self.clip_aggregation not in CLIP_AGGREGATIONS:
             raise ValueError(f"clip_aggregation must be one of {CLIP_AGGREGATIONS}. "
                              f"Received: clip_aggregation={self.clip_aggregation!r}")
-        for name in ("clip_frames", "image_size", "steps_per_epoch"):
+        for name in ("clip_frames", "image_size", "steps_per_epoch", "flow_frames"):
             validate.positive(name, getattr(self, name), integer=True, optional=True)
         validate.positive("learning_rate", self.learning_rate)
         validate.non_negative("warmup_epochs", self.warmup_epochs)
@@ -126,6 +130,16 @@ class TrainConfig:
             if importer is not None and importer.name != self.model:
                 raise ValueError(f"--pretrained {importer.spec} converts into model "
                                  f"{importer.name!r}, not {self.model!r}")
+        if self.schedule == "multigrid":
+            if self.epochs < 4:
+                raise ValueError("schedule 'multigrid' cycles 4 clip shapes, an epoch each at "
+                                 f"least: give --epochs 4 or more. Received: epochs={self.epochs}")
+            if self.resume:
+                raise ValueError("a multigrid run cannot be resumed (its epochs run as one "
+                                 "model.fit per clip shape); start it again with --overwrite")
+            if self.steps_per_epoch:
+                raise ValueError("schedule 'multigrid' sets each stage's steps from its batch "
+                                 "size; leave out --steps-per-epoch")
         if self.resume and self.overwrite:
             raise ValueError("resume (--resume) continues the run in output_dir and overwrite "
                              "(--overwrite) replaces it: give one of them. "
@@ -316,6 +330,31 @@ def _check_video_records(config: TrainConfig, info: dict) -> None:
                          "--max-frames")
 
 
+def multigrid_cycles(epochs: int) -> int:
+    """Long cycles of a multigrid run: one per step of its learning-rate schedule (Wu et al.
+    align them), up to the paper's 3, each at least an epoch per clip shape."""
+    return max(1, min(3, epochs // 4))
+
+
+def multigrid_plan(config: TrainConfig, cfg, num_train: int):
+    """-> (MultigridSchedule, the steps of each stage, the average steps per epoch) of a
+    ``--schedule multigrid`` run at the run's base shape."""
+    from kvid.models.multigrid import MultigridSchedule
+
+    if len(cfg.streams) > 1 or cfg.image_size[0] != cfg.image_size[1]:
+        raise ValueError("schedule 'multigrid' resizes square clips of one stream. "
+                         f"Received: modality={cfg.modality!r}, image_size={cfg.image_size}")
+    schedule = MultigridSchedule(config.batch_size, cfg.clip_frames, cfg.image_size[0],
+                                 config.epochs, num_long_cycles=multigrid_cycles(config.epochs))
+    steps = []
+    for stage in schedule.stages():
+        shapes = (schedule.short_cycle_shapes(stage.shape) if stage.short_cycle
+                  else [stage.shape])
+        steps.append((stage.end_epoch - stage.start_epoch) *
+                     schedule.steps_per_epoch(shapes, num_train))
+    return schedule, steps, max(1, round(sum(steps) / config.epochs))
+
+
 def _schedule(config: TrainConfig, steps_per_epoch: int):
     total = max(1, config.epochs * steps_per_epoch)
     warmup = int(config.warmup_epochs * steps_per_epoch)
@@ -333,7 +372,8 @@ def _schedule(config: TrainConfig, steps_per_epoch: int):
             [int(total * 0.5), int(total * 0.75)], [lr, lr * 0.1, lr * 0.01])
     from kvid.models.multigrid import multigrid_lr_schedule  # noqa: PLC0415
 
-    return multigrid_lr_schedule(lr, total_steps=total, warmup_steps=warmup)
+    return multigrid_lr_schedule(lr, total_steps=total, warmup_steps=min(warmup, total - 1),
+                                 num_stages=multigrid_cycles(config.epochs))
 
 
 def make_optimizer(config: TrainConfig, steps_per_epoch: int,
@@ -394,7 +434,7 @@ def input_config(config: TrainConfig, info: dict):
         modality=resolve_modality(config, info),
         normalize=normalization, augment=AugmentConfig(crop=config.crop, flip=config.flip),
         label_mode="one_hot" if config.label_smoothing > 0 else "sparse",
-        labels=tuple(info["labels"]))
+        labels=tuple(info["labels"]), flow_frames=config.flow_frames)
 
 
 def resolve_modality(config: TrainConfig, info: dict) -> str:
@@ -406,14 +446,25 @@ def resolve_modality(config: TrainConfig, info: dict) -> str:
     if modality != own and "modality" not in (builder_keywords(config.model) or ()):
         raise ValueError(f"{config.model!r} takes {own} only (its builder has no modality "
                          f"argument). Received: modality={modality!r}")
-    if modality not in ("rgb", "flow"):
-        raise ValueError(f"kvid train takes one stream, rgb or flow; {config.model!r} takes "
-                         f"{modality!r} (two streams: not through kvid train yet). "
-                         f"Received: modality={modality!r}")
-    if modality == "flow" and info.get("flow", "none") == "none":
-        raise ValueError("modality 'flow' needs optical flow in the records: ingest with "
-                         "--flow farneback (or dis, tvl1)")
+    if (modality == "rgb+flow") != (own == "rgb+flow"):
+        raise ValueError(f"{config.model!r} takes {own}; rgb+flow is for the two-stream models "
+                         f"(their input is both streams). Received: modality={modality!r}")
+    if config.flow_frames is not None and modality != "rgb+flow":
+        raise ValueError(f"flow_frames (--flow-frames) is for rgb+flow models; {config.model!r}"
+                         f" trains on {modality}. Received: flow_frames={config.flow_frames}")
+    if "flow" in modality and info.get("flow", "none") == "none":
+        raise ValueError(f"modality {modality!r} needs optical flow in the records: ingest "
+                         "with --flow farneback (or dis, tvl1)")
     return modality
+
+
+def model_input_shape(cfg):
+    """A model's ``input_shape`` for :class:`kvid.data.InputConfig` ``cfg``: (T, H, W, C) of
+    its one stream, or ``{"rgb": ..., "flow": ...}`` for a two-stream model."""
+    from kvid.data.pipeline import CHANNELS
+
+    shapes = {s: (cfg.frames_of(s), *cfg.image_size, CHANNELS[s]) for s in cfg.streams}
+    return shapes if len(shapes) > 1 else shapes[cfg.streams[0]]
 
 
 def flow_settings(info: dict) -> dict | None:
@@ -506,7 +557,6 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
     arguments) runs before the folder is touched, so a refused run leaves it as it was.
     """
     from kvid.data import load_dataset_info
-    from kvid.data.pipeline import CHANNELS
     from kvid.models.registry import build_model, get_model_info
 
     paths = RunPaths(config.output_dir)
@@ -517,13 +567,19 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
         check_resumable(config, paths, info)
     cfg = input_config(config, info)
     clip_frames, image_size, normalization = cfg.clip_frames, cfg.image_size, cfg.normalize
-    channels = CHANNELS[cfg.modality]
+    input_shape = model_input_shape(cfg)
+    num_train = info.get("splits", {}).get(config.train_split, {}).get("num_clips")
+    multigrid = None
+    if config.schedule == "multigrid":  # a model of variable T, H, W; batches of each shape
+        multigrid = multigrid_plan(config, cfg, int(num_train or config.batch_size))
+        input_shape = (None, None, None, input_shape[-1])
     # a builder with a modality argument (LRCN, fusion, TSN, I3D) builds the flow network
     own = get_model_info(config.model).modality
     stream = {"modality": cfg.modality} if cfg.modality != own else {}
-    num_train = info.get("splits", {}).get(config.train_split, {}).get("num_clips")
     steps = config.steps_per_epoch or (math.ceil(num_train / config.batch_size)
                                        if num_train else 100)
+    if multigrid:
+        steps = multigrid[2]  # the schedule's steps over the whole run, per epoch
 
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
@@ -535,13 +591,19 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
             from kvid.pretrained import pretrained_model
 
             model = pretrained_model(config.pretrained, config.model,
-                                     input_shape=(clip_frames, *image_size, channels),
+                                     input_shape=input_shape,
                                      num_classes=len(labels), freeze=config.freeze_backbone,
                                      **config.builder_kwargs(), **stream)
         else:  # resuming restores every weight from backup/ anyway
-            model = build_model(config.model, input_shape=(clip_frames, *image_size, channels),
-                                num_classes=len(labels), preset=config.preset,
-                                **config.model_kwargs, **stream)
+            try:
+                model = build_model(config.model, input_shape=input_shape,
+                                    num_classes=len(labels), preset=config.preset,
+                                    **config.model_kwargs, **stream)
+            except ValueError as e:
+                if not multigrid:
+                    raise
+                raise ValueError(f"schedule 'multigrid' trains on clips of changing frames and "
+                                 f"size, which {config.model!r} cannot take ({e})") from None
             if config.pretrained:
                 from kvid.pretrained import freeze_backbone
 
@@ -570,13 +632,26 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
                                          delete_checkpoint=True),
         keras.callbacks.ModelCheckpoint(paths.best, monitor=monitor, mode="max",
                                         save_best_only=True),
-        keras.callbacks.CSVLogger(paths.csv_log, append=resuming),
+        # a multigrid run calls fit once per clip shape: each appends its epochs
+        keras.callbacks.CSVLogger(paths.csv_log, append=resuming or bool(multigrid)),
         keras.callbacks.TensorBoard(paths.tensorboard),
         *extra_callbacks,
     ]
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
-                        steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
-                        verbose=config.verbose, shuffle=False)  # tf.data shuffles
+    if multigrid:
+        from kvid.models.multigrid import fit_multigrid
+
+        stages = fit_multigrid(model, train_ds.unbatch(), multigrid[0],
+                               num_examples=int(num_train or config.batch_size),
+                               validation_data=val_ds, callbacks=callbacks,
+                               verbose=config.verbose, shuffle=False)
+        history = keras.callbacks.History()
+        history.epoch = [e for h in stages for e in h.epoch]
+        history.history = {k: [v for h in stages for v in h.history.get(k, [])]
+                           for k in stages[0].history}
+    else:
+        history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                            steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
+                            verbose=config.verbose, shuffle=False)  # tf.data shuffles
     model.save(paths.last)
     if os.path.exists(paths.csv_log):
         from kvid.train.plots import plot_training_curves

@@ -12,6 +12,19 @@ def clip_span(clip_frames: int, frame_step: int = 1) -> int:
     return (clip_frames - 1) * frame_step + 1
 
 
+def flow_positions(clip: list[int], flow_frames: int, num_flow: int) -> list[int]:
+    """The flow images shown with an RGB clip (its frame indices ``clip``): for L = k x T,
+    k consecutive flow images around each frame (k = 1: the flow at each frame, the last
+    frame repeating the flow before it), else one window of L centred on the clip's middle
+    frame (Simonyan & Zisserman: one RGB frame and the L=10 flow fields around it)."""
+    last = max(num_flow - 1, 0)
+    if flow_frames % len(clip) == 0:
+        k = flow_frames // len(clip)
+        return [min(max(i - k // 2 + j, 0), last) for i in clip for j in range(k)]
+    start = clip[len(clip) // 2] - flow_frames // 2
+    return [min(max(start + i, 0), last) for i in range(flow_frames)]
+
+
 class TooShortError(ValueError):
     """A video has fewer frames than one clip and the policy is ``reject``."""
 

@@ -45,3 +45,23 @@ def test_the_trainer_stream_is_checked_with_the_data():
     with pytest.raises(ValueError, match="takes rgb only"):
         PipelineConfig.load(environ={"KVID_MODALITY": "flow", "KVID_FLOW": "dis",
                                      "KVID_MODEL": "r2plus1d_18"})
+    two = PipelineConfig.load(environ={"KVID_MODALITY": "rgb+flow", "KVID_FLOW": "dis",
+                                       "KVID_MODEL": "two_stream", "KVID_FLOW_FRAMES": "10"})
+    assert (two.modality, two.flow_frames) == ("rgb+flow", 10)
+    with pytest.raises(ValueError, match="is for modality rgb\\+flow"):
+        PipelineConfig.load(environ={"KVID_FLOW_FRAMES": "10", "KVID_FLOW": "dis"})
+    with pytest.raises(ValueError, match="rgb\\+flow is for the two-stream models"):
+        PipelineConfig.load(environ={"KVID_MODALITY": "rgb+flow", "KVID_FLOW": "dis",
+                                     "KVID_MODEL": "cnn_lstm"})
+
+
+def test_the_trainer_schedule_reaches_the_trainer():
+    from kvid.tfx.pipeline import create_pipeline
+
+    config = PipelineConfig.load(environ={"KVID_SCHEDULE": "multigrid",
+                                          "KVID_DATA_ROOT": "/videos", "KVID_NUM_CLASSES": "3"})
+    trainer = next(c for c in create_pipeline(config, local=False).components
+                   if c.id == "Trainer")
+    assert json.loads(trainer.exec_properties["custom_config"])["schedule"] == "multigrid"
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        PipelineConfig.load(environ={"KVID_SCHEDULE": "sometimes"})
