@@ -354,9 +354,12 @@ def _add_pipeline_args(p):
 
 def _cmd_pipeline(args) -> int:
     from kvid.tfx.config import PipelineConfig
-    from kvid.tfx.pipeline import compile_kubeflow_v2, run_local
 
     config = PipelineConfig.load(args.config)
+    if args.pipeline_verb != "run":
+        config.check_cluster()
+    from kvid.tfx.pipeline import compile_kubeflow_v2, run_local
+
     if args.pipeline_verb == "run":
         run_local(config)
         print(f"pipeline {config.pipeline_name} finished; pushed models: {config.serving_dir}")

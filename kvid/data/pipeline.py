@@ -22,7 +22,8 @@ from kvid import dataset, schema
 from kvid.data import native, preprocess
 from kvid.data.augment import NO_AUGMENT, AugmentConfig, color_jitter, crop_window, \
     flip_left_right, mix_batch
-from kvid.data.sampling import flow_indices, temporal_indices, validate_sampling
+from kvid.data.sampling import dense_starts, flow_indices, temporal_indices, \
+    validate_sampling
 from kvid.data.sources import layout_of, resolve_files, split_size
 from kvid.video.sampling import clip_span
 
@@ -116,6 +117,10 @@ class InputConfig:
     def streams(self) -> tuple[str, ...]:
         return tuple(self.modality.split("+"))
 
+    def normalization_of(self, stream: str) -> str:
+        """How ``stream`` is normalized: ``normalize`` for rgb; flow always to [-1, 1]."""
+        return self.normalize if stream == "rgb" else FLOW_NORMALIZE
+
     def frames_of(self, stream: str) -> int:
         """Frames per clip of ``stream``: ``flow_frames`` for a two-stream flow, else T."""
         if stream == "flow" and self.modality == "rgb+flow" and self.flow_frames:
@@ -203,7 +208,7 @@ def _owned_starts(clip: dict, n) -> tf.Tensor | None:
 
 
 def _mode(cfg: InputConfig, stream: str) -> str:
-    return cfg.normalize if stream == "rgb" else FLOW_NORMALIZE
+    return cfg.normalization_of(stream)
 
 
 def _resize_stream(x: tf.Tensor, stream: str, flip, mode: str | None, image_size,
@@ -514,8 +519,7 @@ def _view_starts(clip: dict, cfg: InputConfig, num_clips: int) -> tf.Tensor:
     phases = tf.constant(view_phases(num_clips))
 
     def evenly(length):
-        free = tf.cast(tf.maximum(length - span, 0), tf.float32)
-        return tf.cast(tf.floor(free * phases + 1e-4), tf.int32)
+        return dense_starts(length, span, phases)
 
     owned = _owned_starts(clip, n)
     if owned is None:

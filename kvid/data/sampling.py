@@ -69,7 +69,7 @@ def temporal_indices(
                 tf.clip_by_value(tf.cast(max_starts, tf.int32), 1, free + 1)
             start = tf.random.stateless_uniform([], seed, 0, limit, dtype=tf.int32)
         else:
-            start = tf.cast(tf.floor(tf.cast(free, tf.float32) * phase + 1e-4), tf.int32)
+            start = dense_starts(n, span, phase)
         idx = start + tf.range(clip_frames, dtype=tf.int32) * frame_step
         return tf.math.floormod(idx, tf.maximum(n, 1))
     if sampling == "uniform":
@@ -89,6 +89,13 @@ def temporal_indices(
         starts = tf.floor(k * seg + phase * tf.maximum(0.0, seg - snippet))
     idx = tf.cast(starts, tf.int32)[:, None] + tf.range(snippet, dtype=tf.int32)[None, :]
     return tf.minimum(tf.reshape(idx, [clip_frames]), n - 1)
+
+
+def dense_starts(num_frames, span: int, phases) -> tf.Tensor:
+    """int32 starts of evaluation clips spanning ``span`` frames at ``phases`` in [0, 1] of
+    the free range of a clip of ``num_frames`` (0: first, 1: last position; 0.5: centred)."""
+    free = tf.cast(tf.maximum(tf.cast(num_frames, tf.int32) - span, 0), tf.float32)
+    return tf.cast(tf.floor(free * tf.cast(phases, tf.float32) + 1e-4), tf.int32)
 
 
 def flow_indices(idx: tf.Tensor, flow_frames: int, num_flow: tf.Tensor) -> tf.Tensor:

@@ -101,6 +101,15 @@ class PipelineConfig:
         validate.non_negative("num_classes", self.num_classes, integer=True)
         validate.non_negative("flow_frames", self.flow_frames, integer=True)
 
+    def check_cluster(self) -> None:
+        """What a cluster run (Kubeflow) needs given, since its compile reads nothing here:
+        checked before TFX is imported, so a refusal costs no import."""
+        if not self.data_root or not self.num_classes:
+            raise ValueError("a Kubeflow pipeline reads videos where the cluster can: give "
+                             "KVID_DATA_ROOT (e.g. gs://bucket/videos) and KVID_NUM_CLASSES. "
+                             f"Received: data_root={self.data_root!r}, "
+                             f"num_classes={self.num_classes}")
+
     def ingest_config(self):
         from kvid.ingest import IngestConfig
 

@@ -149,11 +149,7 @@ def compile_kubeflow_v2(config: PipelineConfig, output_file: str, *,
     ``data_root`` (a place the cluster reads, e.g. ``gs://bucket/videos``) and their class
     count ``num_classes``, both given.
     """
-    if not config.data_root or not config.num_classes:
-        raise ValueError("a Kubeflow pipeline reads videos where the cluster can: give "
-                         "KVID_DATA_ROOT (e.g. gs://bucket/videos) and KVID_NUM_CLASSES. "
-                         f"Received: data_root={config.data_root!r}, "
-                         f"num_classes={config.num_classes}")
+    config.check_cluster()
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
         output_dir=os.path.dirname(os.path.abspath(output_file)),

@@ -2,16 +2,17 @@
 
 ``custom_config`` carries :class:`kvid.train.trainer.TrainConfig` fields (model, epochs,
 ...). Data comes from the Examples artifact that VideoExampleGen wrote (its ``dataset.json``
-holds the label map); the SavedModel with kvid's three signatures goes to
-``fn_args.serving_model_dir`` and TensorBoard logs to ``fn_args.model_run_dir``.
+holds the label map); the run (checkpoints, logs, ``input.json``) goes to
+``fn_args.model_run_dir`` and its SavedModel to ``fn_args.serving_model_dir``, exported as
+``kvid export`` exports a run: its best-validation model (``best.keras``), not whatever the
+last epoch left, so the Evaluator blesses the model ``kvid export`` would serve.
 """
 
 from __future__ import annotations
 
 import os
 
-from kvid.train.export import export_saved_model
-from kvid.train.runs import sampling_of
+from kvid.train.runs import export_run
 from kvid.train.trainer import config_from_dict, train
 
 
@@ -32,11 +33,6 @@ def run_fn(fn_args) -> None:
         "train_split": "train", "val_split": "eval", "verbose": 2,
         "resume": resume, "overwrite": not resume,
     })
-    result = train(config)
-    export_saved_model(
-        result.model, fn_args.serving_model_dir, labels=result.labels,
-        clip_frames=result.clip_frames, image_size=result.image_size,
-        normalization=result.normalization, model_name=custom.get("model_name", "kvid"),
-        extra_metadata={"model": config.model, "fps": result.fps, "flow": result.flow},
-        overwrite=True,
-        clip_aggregation=config.clip_aggregation, **sampling_of(result.input))
+    train(config)
+    export_run(fn_args.model_run_dir, fn_args.serving_model_dir,
+               model_name=custom.get("model_name", "kvid"), overwrite=True)

@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from kvid import schema
-from kvid.data.pipeline import CHANNELS, FLOW_NORMALIZE
+from kvid.data.pipeline import CHANNELS, InputConfig
 from kvid.data.preprocess import decode_frames, normalize, resize_cover_crop
 from kvid.data.sampling import flow_indices, temporal_indices
 from kvid.models import clip_logits
@@ -97,47 +97,29 @@ def swap_in(new: str, export_dir: str, aside: str, overwrite: bool) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Member:
-    """One model in an export and how its input is made: the whole export for one model,
-    one stream of a fused one (``kvid fuse``), whose probabilities are the members'
-    ``weight``-ed mean of softmax scores.
+    """One model in an export and the input it was trained on (its
+    :class:`~kvid.data.InputConfig`): the whole export for one model, one stream of a fused
+    one (``kvid fuse``), whose probabilities are the members' ``weight``-ed mean of softmax
+    scores.
 
     ``label_order``: for each of the export's labels, its index among the model's outputs
     (None: the same order), so runs with the same classes in another order fuse by name.
-    ``modality="rgb+flow"``: a two-stream model taking both, ``flow_frames`` flow images
-    (None: ``clip_frames``) centred on its RGB clip; ``normalization`` is the RGB stream's.
     """
 
     model: keras.Model
-    clip_frames: int
-    image_size: tuple[int, int]
-    normalization: str
-    modality: str = "rgb"
-    sampling: str = "dense"
-    frame_step: int = 1
-    num_segments: int = 3
+    input: InputConfig
     clip_aggregation: str = "mean"
     weight: float = 1.0
     label_order: tuple[int, ...] | None = None
     metadata: dict | None = None  # e.g. the member's model name, fps and flow settings
-    flow_frames: int | None = None
-
-    def __post_init__(self):
-        if not self.streams or any(s not in INPUTS for s in self.streams):
-            raise ValueError(f"export takes modality rgb, flow or rgb+flow for each model; "
-                             f"Received: modality={self.modality!r}")
-        if self.modality == "flow":  # 8-bit flow is always mapped to [-1, 1]
-            object.__setattr__(self, "normalization", FLOW_NORMALIZE)
-        object.__setattr__(self, "image_size", (int(self.image_size[0]),
-                                                int(self.image_size[1])))
-        object.__setattr__(self, "clip_frames", int(self.clip_frames))
 
     @property
     def streams(self) -> tuple[str, ...]:
-        return tuple(self.modality.split("+"))
+        return self.input.streams
 
-    def frames_of(self, stream: str) -> int:
-        two = stream == "flow" and len(self.streams) > 1 and self.flow_frames
-        return int(self.flow_frames) if two else self.clip_frames
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.input.image_size
 
     @property
     def input_name(self) -> str:
@@ -146,34 +128,35 @@ class Member:
 
     def describe(self) -> dict:
         """What a client needs to make this member's input (kvid.json, kvid_metadata)."""
-        meta = {"clip_frames": self.clip_frames, "image_size": list(self.image_size),
-                "normalization": self.normalization, "sampling": self.sampling,
-                "frame_step": self.frame_step, "num_segments": self.num_segments,
-                "clip_aggregation": self.clip_aggregation, "modality": self.modality}
+        cfg = self.input
+        meta = {"clip_frames": cfg.clip_frames, "image_size": list(cfg.image_size),
+                "normalization": cfg.normalization_of(self.streams[0]),
+                "sampling": cfg.sampling, "frame_step": cfg.frame_step,
+                "num_segments": cfg.num_segments, "clip_aggregation": self.clip_aggregation,
+                "modality": cfg.modality}
         if len(self.streams) == 1:
             meta["input"] = self.input_name
         else:
-            meta["inputs"] = {INPUTS[s]: self.frames_of(s) for s in self.streams}
+            meta["inputs"] = {INPUTS[s]: cfg.frames_of(s) for s in self.streams}
         return {**meta, **(self.metadata or {})}
 
     def sample(self, jpegs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """A record's frames per stream -> the frames evaluation shows this member: its
         sampling over the first stream, a two-stream flow centred on that clip."""
-        first = jpegs[self.streams[0]]
-        idx = temporal_indices(tf.shape(first)[0], self.clip_frames, sampling=self.sampling,
-                               training=False, num_segments=self.num_segments,
-                               frame_step=self.frame_step)
+        cfg, first = self.input, jpegs[self.streams[0]]
+        idx = temporal_indices(tf.shape(first)[0], cfg.clip_frames, sampling=cfg.sampling,
+                               training=False, num_segments=cfg.num_segments,
+                               frame_step=cfg.frame_step)
         out = {self.streams[0]: tf.gather(first, idx)}
         for s in self.streams[1:]:
-            out[s] = tf.gather(jpegs[s], flow_indices(idx, self.frames_of(s),
+            out[s] = tf.gather(jpegs[s], flow_indices(idx, cfg.frames_of(s),
                                                       tf.shape(jpegs[s])[0]))
         return out
 
     def probabilities(self, pixels: dict[str, tf.Tensor]) -> tf.Tensor:
         """float32 pixels in [0, 255] per stream -> softmax scores in the export's label
         order."""
-        x = {s: normalize(p, self.normalization if s == "rgb" else FLOW_NORMALIZE)
-             for s, p in pixels.items()}
+        x = {s: normalize(p, self.input.normalization_of(s)) for s, p in pixels.items()}
         logits = clip_logits(self.model(x if len(x) > 1 else x[self.streams[0]],
                                         training=False), self.clip_aggregation)
         probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
@@ -217,8 +200,11 @@ def export_saved_model(
     them (JPEG bytes; 2 channels as pixels), normalized as in training; ``"rgb+flow"``: a
     two-stream model, the signatures take both (``flow_frames`` flow images a clip).
     """
-    member = Member(model, clip_frames, image_size, normalization, modality, sampling,
-                    frame_step, num_segments, clip_aggregation, flow_frames=flow_frames)
+    member = Member(model, InputConfig(clip_frames=clip_frames, image_size=image_size,
+                                       sampling=sampling, num_segments=num_segments,
+                                       frame_step=frame_step, modality=modality,
+                                       normalize=normalization, flow_frames=flow_frames),
+                    clip_aggregation)
     warmup = {member.input_name: warmup_frames} if warmup_frames else None
     return export_members([member], export_dir, labels=labels, top_k=top_k,
                           model_name=model_name, warmup=warmup, extra_metadata=extra_metadata,
@@ -231,7 +217,7 @@ def _stream_inputs(members: Sequence[Member]) -> dict[str, tuple[int, int]]:
     inputs = {}
     for m in members:
         for s in m.streams:
-            name, frames = INPUTS[s], m.frames_of(s)
+            name, frames = INPUTS[s], m.input.frames_of(s)
             t, _ = inputs.setdefault(name, (frames, CHANNELS[s]))
             if t != frames:
                 raise ValueError(f"the models reading {name!r} take clips of {t} and {frames} "
@@ -283,7 +269,7 @@ def export_members(members: Sequence[Member], export_dir: str, *, labels: Sequen
         by_stream = dict(zip([_STREAMS[n] for n in names], tensors))
         out = []
         for m in members:
-            specs = {s: tf.TensorSpec([m.frames_of(s), *m.image_size, CHANNELS[s]],
+            specs = {s: tf.TensorSpec([m.input.frames_of(s), *m.image_size, CHANNELS[s]],
                                       tf.float32) for s in m.streams}
             out.append(tf.map_fn(lambda x, m=m: fn(m, x),
                                  {s: by_stream[s] for s in m.streams},

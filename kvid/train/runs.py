@@ -134,12 +134,9 @@ def export_run(run_dir: str, export_dir: str, *, weights: str = "best",
 def member_of(run: Run, *, weight: float = 1.0, label_order=None,
               clip_aggregation: str | None = None) -> Member:
     """A run's model as an export member, with the input it was trained on."""
-    cfg = run.input
-    return Member(run.model, cfg.clip_frames, cfg.image_size, cfg.normalize, cfg.modality,
-                  cfg.sampling, cfg.frame_step, cfg.num_segments,
+    return Member(run.model, run.input.evaluation(),
                   clip_aggregation or run.config.clip_aggregation, weight, label_order,
-                  metadata={"model": run.config.model, "fps": run.fps, "flow": run.flow},
-                  flow_frames=cfg.flow_frames)
+                  metadata={"model": run.config.model, "fps": run.fps, "flow": run.flow})
 
 
 def _warmup(*runs: Run) -> dict[str, list[bytes]]:
@@ -168,9 +165,3 @@ def _export_fusion(fused_dir: str, export_dir: str, *, model_name: str, top_k: i
                           extra_metadata={"fusion": {"weights": fusion.weights,
                                                      "preset": fusion.preset}})
 
-
-def sampling_of(cfg: InputConfig) -> dict:
-    """The export's sampling and modality arguments from the input a model was trained on."""
-    return {"sampling": cfg.sampling, "frame_step": cfg.frame_step,
-            "num_segments": cfg.num_segments, "modality": cfg.modality,
-            "flow_frames": cfg.flow_frames}

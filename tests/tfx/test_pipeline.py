@@ -53,16 +53,18 @@ def _pushed_versions(config):
 
 
 def test_pipeline_cli_run_cache_and_threshold(tmp_path):
-    """Whole-video records (layout "video", the 16-frame videos in two chunks): what
-    ExampleGen writes, StatisticsGen/SchemaGen/ExampleValidator read, the Trainer samples
-    4-frame clips from and the Evaluator scores through serving_examples."""
+    """Whole-video records (layout "video", the 16-frame videos in two chunks) with optical
+    flow: what ExampleGen writes, StatisticsGen/SchemaGen/ExampleValidator read, a
+    two-stream model (4 RGB frames + 2 flow images around each, rgb+flow) trains on and the
+    Evaluator scores through serving_examples."""
     home = tmp_path / "home"
     cfg_path = tmp_path / "kvid_pipeline.json"
-    values = {"home": str(home), "model": "cnn_gru", "epochs": 1, "synth_classes": 3,
+    values = {"home": str(home), "model": "two_stream", "epochs": 1, "synth_classes": 3,
               "synth_videos_per_class": 6, "fps": 12.5, "layout": "video", "max_frames": 12,
               "chunk_overlap": 4, "clip_frames": 4, "image_size": 32, "accuracy_threshold": 0.0,
-              "change_threshold": -1.0, "batch_size": 4,
-              "model_kwargs": {"units": 8, "small_cnn_widths": [8, 16], "dropout": 0.0}}
+              "change_threshold": -1.0, "batch_size": 4, "flow": "farneback",
+              "modality": "rgb+flow", "flow_frames": 8,
+              "model_kwargs": {"small_cnn_widths": [8, 16], "dropout": 0.0}}
     cfg_path.write_text(json.dumps(values))
     env = {**os.environ, "KVID_PIPELINE_CONFIG": str(cfg_path),
            "LOCAL_HOME": str(tmp_path / "tfx_cli"), "PATH": BIN + os.pathsep + os.environ["PATH"]}
@@ -90,7 +92,7 @@ def test_pipeline_cli_run_cache_and_threshold(tmp_path):
         clips = [schema.from_example(r.numpy()) for r in records]
         assert sorted({(c.clip_start_frame, len(c.frames), c.video_frames, c.chunk_stride)
                        for c in clips}) == [(0, 12, 16, 8), (8, 8, 16, 8)]
-        assert all(c.height == 32 for c in clips)
+        assert all(c.height == 32 and len(c.flow) == len(c.frames) - 1 for c in clips)
         groups[split] = {c.group for c in clips}
         # Exact counts of what TFX wrote, so the Trainer's epoch is exactly one pass.
         counts = info["splits"][split]
@@ -104,10 +106,18 @@ def test_pipeline_cli_run_cache_and_threshold(tmp_path):
     versions = _pushed_versions(config)
     assert len(versions) == 1
     served = tf.saved_model.load(os.path.join(config.push_dir, "kvid", versions[0]))
-    clip = clips[0]
-    out = served.signatures["serving_default"](frames=tf.constant([list(clip.frames)[:4]]))
+    clip = next(c for c in clips if len(c.flow) >= 8)
+    meta = json.load(open(os.path.join(config.push_dir, "kvid", versions[0], "assets",
+                                       "kvid.json")))
+    assert meta["modality"] == "rgb+flow" and meta["inputs"] == {"frames": 4, "flow": 8}
+    assert meta["flow"]["method"] == "farneback"
+    out = served.signatures["serving_default"](frames=tf.constant([list(clip.frames)[:4]]),
+                                               flow=tf.constant([list(clip.flow)[:8]]))
     assert out["probabilities"].shape == (1, 3)
     np.testing.assert_allclose(out["probabilities"].numpy().sum(), 1.0, atol=1e-5)
+    by_record = served.signatures["serving_examples"](examples=tf.constant(
+        [schema.serialize_clip(clip)]))
+    assert by_record["probabilities"].shape == (1, 3)
 
     # 2. Same inputs, run directly: ingest, statistics and training come from the cache.
     #    (The Evaluator runs again: it now has a blessed baseline, which is a new input, and
