@@ -73,14 +73,16 @@ def _add_train_args(p):
     p.add_argument("--model-args", default={}, type=json_object,
                    help='builder keyword arguments as JSON, e.g. \'{"units": 64}\'')
     p.add_argument("--preset", choices=("paper", "tiny"),
-                   help="builder arguments of the paper's configuration, or a tiny one for CPU "
-                        "runs (--model-args override single values)")
+                   help="paper: the paper's training recipe where kvid has it (clip length, "
+                        "frame step, crop size, optimizer, learning rate, schedule, epochs, "
+                        "batch: kvid.train.recipes; a flag given here wins); tiny: builder "
+                        "arguments small enough for CPU runs (--model-args override them)")
     p.add_argument("--output", required=True, help="run folder (checkpoints, logs, plots)")
-    p.add_argument("--epochs", type=positive_int, default=10)
-    p.add_argument("--batch-size", type=positive_int, default=8)
+    p.add_argument("--epochs", type=positive_int, help="default: 10")
+    p.add_argument("--batch-size", type=positive_int, help="default: 8")
     p.add_argument("--clip-frames", type=positive_int, help="default: the stored clip length")
     p.add_argument("--image-size", type=positive_int, help="default: the stored frame size")
-    p.add_argument("--sampling", default="dense", choices=("dense", "uniform", "segments"),
+    p.add_argument("--sampling", choices=("dense", "uniform", "segments"),
                    help="dense: consecutive frames (--frame-step apart); uniform: spread over "
                         "the record; segments: TSN, a snippet from each of --num-segments")
     p.add_argument("--modality", choices=("rgb", "flow", "rgb+flow"),
@@ -90,29 +92,28 @@ def _add_train_args(p):
     p.add_argument("--flow-frames", type=positive_int,
                    help="rgb+flow: flow images per clip, centred on the RGB clip (Simonyan & "
                         "Zisserman: --clip-frames 1 --flow-frames 10; default: --clip-frames)")
-    p.add_argument("--frame-step", type=positive_int, default=1,
-                   help="dense: frames between sampled frames (e.g. SlowFast's 8x8: 8)")
-    p.add_argument("--num-segments", type=positive_int, default=3,
-                   help="segments: K (--clip-frames must be a multiple of it)")
+    p.add_argument("--frame-step", type=positive_int,
+                   help="dense: frames between sampled frames (e.g. SlowFast's 8x8: 8; "
+                        "default 1)")
+    p.add_argument("--num-segments", type=positive_int,
+                   help="segments: K (--clip-frames must be a multiple of it; default 3)")
     p.add_argument("--clip-aggregation", default="mean", choices=("mean", "last"),
                    help="per-step models (LRCN): clip logits for evaluation and export, "
                         "the mean over steps or the last step")
     p.add_argument("--no-flip", dest="flip", action="store_false",
                    help="no random horizontal flips (needed when mirroring changes the class, "
                         "as for the synthetic move_left/move_right data)")
-    p.add_argument("--crop", default="random_resized",
-                   choices=("random_resized", "multiscale", "random", "center"),
+    p.add_argument("--crop", choices=("random_resized", "multiscale", "random", "center"),
                    help="training crop: Inception-style random resized (default), TSN "
                         "multi-scale, a fixed-size crop at a random place (C3D/I3D: store "
                         "frames larger than --image-size), or the center")
-    p.add_argument("--optimizer", default="adam", choices=("sgd", "adam", "adamw"))
-    p.add_argument("--lr", type=positive_float, default=1e-3)
-    p.add_argument("--schedule", default="cosine",
-                   choices=("constant", "cosine", "step", "multigrid"))
-    p.add_argument("--warmup", type=non_negative_float, default=0.0, help="warm-up epochs")
-    p.add_argument("--weight-decay", type=non_negative_float, default=0.0)
-    p.add_argument("--label-smoothing", type=non_negative_float, default=0.0,
-                   help="in [0, 1)")
+    p.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help="default: adam")
+    p.add_argument("--lr", type=positive_float, help="default: 1e-3")
+    p.add_argument("--schedule", choices=("constant", "cosine", "step", "multigrid"),
+                   help="default: cosine")
+    p.add_argument("--warmup", type=non_negative_float, help="warm-up epochs (default 0)")
+    p.add_argument("--weight-decay", type=non_negative_float, help="default: 0")
+    p.add_argument("--label-smoothing", type=non_negative_float, help="in [0, 1) (default 0)")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU)")
     p.add_argument("--pretrained", metavar="[SOURCE:]PATH",
                    help="start from a published checkpoint of --model (torchvision:PATH, "
@@ -133,20 +134,24 @@ def _add_train_args(p):
 
 
 def _train_config(args):
+    from kvid.train.recipes import paper_settings
     from kvid.train.trainer import TrainConfig
 
+    # Flags left out take the paper's recipe (--preset paper), else TrainConfig's defaults.
+    given = {"epochs": args.epochs, "batch_size": args.batch_size,
+             "clip_frames": args.clip_frames, "image_size": args.image_size,
+             "sampling": args.sampling, "frame_step": args.frame_step,
+             "num_segments": args.num_segments, "flow_frames": args.flow_frames,
+             "crop": args.crop, "optimizer": args.optimizer, "learning_rate": args.lr,
+             "schedule": args.schedule, "warmup_epochs": args.warmup,
+             "weight_decay": args.weight_decay, "label_smoothing": args.label_smoothing}
+    recipe = paper_settings(args.model, args.modality) if args.preset == "paper" else {}
+    settings = {**recipe, **{k: v for k, v in given.items() if v is not None}}
     return TrainConfig(
         data_dir=args.data, output_dir=args.output, model=args.model,
-        model_kwargs=args.model_args, preset=args.preset, epochs=args.epochs,
-        batch_size=args.batch_size,
-        clip_frames=args.clip_frames, image_size=args.image_size, sampling=args.sampling,
-        frame_step=args.frame_step, num_segments=args.num_segments,
-        clip_aggregation=args.clip_aggregation, modality=args.modality,
-        flow_frames=args.flow_frames,
-        flip=args.flip, crop=args.crop,
-        optimizer=args.optimizer, learning_rate=args.lr, schedule=args.schedule,
-        warmup_epochs=args.warmup, weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing, mixed_precision=args.mixed_precision,
+        model_kwargs=args.model_args, preset=args.preset, **settings,
+        clip_aggregation=args.clip_aggregation, modality=args.modality, flip=args.flip,
+        mixed_precision=args.mixed_precision,
         pretrained=args.pretrained, freeze_backbone=args.freeze_backbone,
         backbone_lr_scale=args.backbone_lr_scale, resume=args.resume, overwrite=args.overwrite,
         steps_per_epoch=args.steps_per_epoch, seed=args.seed)

@@ -152,6 +152,11 @@ class PipelineConfig:
             raw = environ.get(ENV_PREFIX + name.upper())
             if raw is not None:
                 values[name] = _parse(raw, field, name)
+        if values.get("preset") == "paper":  # the paper's recipe fills what is not given
+            from kvid.train.recipes import paper_settings
+
+            recipe = paper_settings(values.get("model", cls.model), values.get("modality"))
+            values = {**{k: v for k, v in recipe.items() if k in fields}, **values}
         if values.get("model", cls.model) != cls.model and "model_kwargs" not in values:
             values["model_kwargs"] = {}  # the demo model's kwargs would not fit another model
         if "beam_args" in values and isinstance(values["beam_args"], (list, str)):

@@ -65,3 +65,11 @@ def test_the_trainer_schedule_reaches_the_trainer():
     assert json.loads(trainer.exec_properties["custom_config"])["schedule"] == "multigrid"
     with pytest.raises(ValueError, match="schedule must be one of"):
         PipelineConfig.load(environ={"KVID_SCHEDULE": "sometimes"})
+
+
+def test_the_paper_preset_fills_what_is_not_given():
+    config = PipelineConfig.load(environ={"KVID_MODEL": "c3d", "KVID_PRESET": "paper",
+                                          "KVID_EPOCHS": "3"})
+    assert (config.clip_frames, config.image_size, config.optimizer, config.learning_rate,
+            config.batch_size, config.crop, config.epochs) == (16, 112, "sgd", 0.003, 30,
+                                                               "random", 3)
