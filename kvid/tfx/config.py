@@ -57,6 +57,7 @@ class PipelineConfig:
     num_segments: int = 3
     clip_aggregation: str = "mean"  # per-step models (LRCN): clip logits, mean or last step
     epochs: int = MOTION.epochs
+    seed: int = 0  # the Trainer's seed (order, augmentation, initial weights), as kvid train --seed
     batch_size: int = MOTION.batch_size
     learning_rate: float = MOTION.learning_rate
     optimizer: str = "adam"
@@ -100,6 +101,7 @@ class PipelineConfig:
         validate.positive("backbone_lr_scale", self.backbone_lr_scale)
         validate.non_negative("num_classes", self.num_classes, integer=True)
         validate.non_negative("flow_frames", self.flow_frames, integer=True)
+        validate.number("seed", self.seed, integer=True)
 
     def check_cluster(self) -> None:
         """What a cluster run (Kubeflow) needs given, since its compile reads nothing here:

@@ -100,7 +100,7 @@ def create_pipeline(config: PipelineConfig, *, local: bool = True) -> tfx.dsl.Pi
             "clip_aggregation": config.clip_aggregation, "modality": config.modality or None,
             "flow_frames": config.flow_frames or None,
             "learning_rate": config.learning_rate, "optimizer": config.optimizer,
-            "schedule": config.schedule,
+            "schedule": config.schedule, "seed": config.seed,
             "mixed_precision": config.mixed_precision, "model_name": config.model_name,
             "flip": config.flip and bool(config.data_root), "crop": config.crop,
         })

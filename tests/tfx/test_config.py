@@ -62,7 +62,8 @@ def test_the_trainer_schedule_reaches_the_trainer():
                                           "KVID_DATA_ROOT": "/videos", "KVID_NUM_CLASSES": "3"})
     trainer = next(c for c in create_pipeline(config, local=False).components
                    if c.id == "Trainer")
-    assert json.loads(trainer.exec_properties["custom_config"])["schedule"] == "multigrid"
+    custom = json.loads(trainer.exec_properties["custom_config"])
+    assert (custom["schedule"], custom["seed"]) == ("multigrid", 0)
     with pytest.raises(ValueError, match="schedule must be one of"):
         PipelineConfig.load(environ={"KVID_SCHEDULE": "sometimes"})
 
