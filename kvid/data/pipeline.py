@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
-from kvid import dataset, schema
+from kvid import dataset, schema, validate
 from kvid.data import native, preprocess
 from kvid.data.augment import NO_AUGMENT, AugmentConfig, color_jitter, crop_window, \
     flip_left_right, mix_batch
@@ -102,10 +102,9 @@ class InputConfig:
         if self.augment.mixes and self.label_mode != "one_hot":
             raise ValueError("mixup/cutmix mix labels, so they need label_mode='one_hot'. "
                              f"Received: label_mode={self.label_mode!r}")
-        if self.flow_frames is not None and (self.modality != "rgb+flow" or isinstance(
-                self.flow_frames, bool) or int(self.flow_frames) != self.flow_frames
-                or self.flow_frames < 1):
-            raise ValueError("flow_frames is a positive int, for modality 'rgb+flow' only. "
+        validate.positive("flow_frames", self.flow_frames, integer=True, optional=True)
+        if self.flow_frames is not None and self.modality != "rgb+flow":
+            raise ValueError("flow_frames is for modality 'rgb+flow' only. "
                              f"Received: flow_frames={self.flow_frames!r}, "
                              f"modality={self.modality!r}")
         unknown = set(self.input_names or {}) - set(self.streams)
@@ -207,10 +206,6 @@ def _owned_starts(clip: dict, n) -> tf.Tensor | None:
     return tf.where(tf.logical_or(stride <= 0, last), tf.int32.max - 1, stride)
 
 
-def _mode(cfg: InputConfig, stream: str) -> str:
-    return cfg.normalization_of(stream)
-
-
 def _resize_stream(x: tf.Tensor, stream: str, flip, mode: str | None, image_size,
                    fused: bool) -> tf.Tensor:
     """A uint8 crop of one stream -> float32 [T, H, W, C]: resized to ``image_size``,
@@ -255,7 +250,7 @@ def _finish(frames: dict, clip: dict, cfg: InputConfig, *, normalized: bool = Fa
     out = {}
     for s, x in frames.items():
         if not normalized:
-            x = preprocess.normalize(x, _mode(cfg, s))
+            x = preprocess.normalize(x, cfg.normalization_of(s))
         out[s] = tf.ensure_shape(x, [*x.shape[:-4], cfg.frames_of(s), h, w, CHANNELS[s]])
     names = dict(cfg.input_names or {})
     if len(out) == 1 and not names:
@@ -300,9 +295,10 @@ def preprocess_clip(clip: dict, cfg: InputConfig, *, training: bool, seed=None, 
     for s, x in sampled.items():
         x = _pixels(x, CHANNELS[s], window)
         jitter = training and s == "rgb" and aug.color_jitter
-        x = _resize_stream(x, s, flip, None if jitter else _mode(cfg, s), cfg.image_size, fused)
+        mode = cfg.normalization_of(s)
+        x = _resize_stream(x, s, flip, None if jitter else mode, cfg.image_size, fused)
         if jitter:  # in [0, 255], then normalized
-            x = preprocess.normalize(color_jitter(x, aug.color_jitter, seeds[3]), _mode(cfg, s))
+            x = preprocess.normalize(color_jitter(x, aug.color_jitter, seeds[3]), mode)
         frames[s] = x
     return _finish(frames, clip, cfg, normalized=True)
 

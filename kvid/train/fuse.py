@@ -45,12 +45,8 @@ def _member_files(run_dir: str, checkpoint: str) -> dict[str, str]:
     if not os.path.isfile(paths.input):
         raise FileNotFoundError(f"{run_dir} has no input.json (a run from before kvid kept its "
                                 "input settings); train it again to fuse it")
-    model = paths.best if checkpoint == "best" else paths.last
-    if not os.path.isfile(model):
-        model = paths.last if os.path.isfile(paths.last) else paths.best
-    if not os.path.isfile(model):
-        raise FileNotFoundError(f"{run_dir} has no trained model yet (best.keras/last.keras)")
-    files = {"config.json": paths.config, "input.json": paths.input, "best.keras": model}
+    files = {"config.json": paths.config, "input.json": paths.input,
+             "best.keras": paths.model_file(checkpoint)}
     if os.path.isfile(paths.sample):
         files["sample.tfrecord"] = paths.sample
     return files

@@ -52,11 +52,7 @@ def load_run(run_dir: str, weights: str = "best") -> Run:
     if not os.path.exists(paths.config):
         raise FileNotFoundError(f"{run_dir} is not a kvid run folder (no config.json)")
     config = load_run_config(run_dir)
-    model_path = paths.best if weights == "best" else paths.last
-    if not os.path.exists(model_path):
-        model_path = paths.last if os.path.exists(paths.last) else paths.best
-    if not os.path.exists(model_path):
-        raise FileNotFoundError(f"{run_dir} has no trained model yet (best.keras/last.keras)")
+    model_path = paths.model_file(weights)
     if os.path.exists(paths.input):
         cfg, extras, sample = load_run_input(paths)
     else:  # a run from before input.json: its settings as its data folder gives them now

@@ -195,6 +195,15 @@ class RunPaths:
     def markers(self) -> tuple[str, ...]:
         return (self.config, self.best, self.last, self.csv_log, self.backup)
 
+    def model_file(self, weights: str = "best") -> str:
+        """``best.keras`` or ``last.keras`` (``weights``), the other if that one is missing;
+        FileNotFoundError if the run has neither yet."""
+        first, other = (self.best, self.last) if weights == "best" else (self.last, self.best)
+        for path in (first, other):
+            if os.path.exists(path):
+                return path
+        raise FileNotFoundError(f"{self.root} has no trained model yet (best.keras/last.keras)")
+
     def evaluation(self, split: str) -> str:
         """``kvid evaluate``'s default output folder for ``split``."""
         return os.path.join(self.root, f"eval-{split}")
