@@ -85,10 +85,15 @@ def _add_train_args(p):
     p.add_argument("--sampling", choices=("dense", "uniform", "segments"),
                    help="dense: consecutive frames (--frame-step apart); uniform: spread over "
                         "the record; segments: TSN, a snippet from each of --num-segments")
-    p.add_argument("--modality", choices=("rgb", "flow", "rgb+flow"),
+    p.add_argument("--modality", choices=("rgb", "flow", "rgb+flow", "rgbdiff"),
                    help="the stream to train on (default: the model's): flow is the stored "
                         "8-bit optical flow (kvid ingest --flow); rgb+flow: both, for the "
-                        "two-stream models")
+                        "two-stream models; rgbdiff: TSN's RGB difference (each frame's "
+                        "successor minus it), made from the stored frames")
+    p.add_argument("--flow-direction", choices=("forward", "bidirectional"),
+                   default="forward",
+                   help="bidirectional: each flow stack's first half is backward flow "
+                        "(Simonyan & Zisserman; kvid ingest --flow-backward)")
     p.add_argument("--flow-frames", type=positive_int,
                    help="rgb+flow: flow images per clip, centred on the RGB clip (Simonyan & "
                         "Zisserman: --clip-frames 1 --flow-frames 10; default: --clip-frames)")
@@ -111,6 +116,9 @@ def _add_train_args(p):
     p.add_argument("--lr", type=positive_float, help="default: 1e-3")
     p.add_argument("--schedule", choices=("constant", "cosine", "step", "multigrid"),
                    help="default: cosine")
+    p.add_argument("--lr-steps", type=positive_floats, metavar="F1,F2,...",
+                   help="--schedule step: the fractions of training at which the rate is "
+                        "divided by 10 (default 0.5,0.75)")
     p.add_argument("--warmup", type=non_negative_float, help="warm-up epochs (default 0)")
     p.add_argument("--weight-decay", type=non_negative_float, help="default: 0")
     p.add_argument("--label-smoothing", type=non_negative_float, help="in [0, 1) (default 0)")
@@ -144,6 +152,7 @@ def _train_config(args):
              "num_segments": args.num_segments, "flow_frames": args.flow_frames,
              "crop": args.crop, "optimizer": args.optimizer, "learning_rate": args.lr,
              "schedule": args.schedule, "warmup_epochs": args.warmup,
+             "lr_steps": tuple(args.lr_steps) if args.lr_steps else None,
              "weight_decay": args.weight_decay, "label_smoothing": args.label_smoothing}
     recipe = paper_settings(args.model, args.modality) if args.preset == "paper" else {}
     settings = {**recipe, **{k: v for k, v in given.items() if v is not None}}
@@ -151,6 +160,7 @@ def _train_config(args):
         data_dir=args.data, output_dir=args.output, model=args.model,
         model_kwargs=args.model_args, preset=args.preset, **settings,
         clip_aggregation=args.clip_aggregation, modality=args.modality, flip=args.flip,
+        flow_direction=args.flow_direction,
         mixed_precision=args.mixed_precision,
         pretrained=args.pretrained, freeze_backbone=args.freeze_backbone,
         backbone_lr_scale=args.backbone_lr_scale, resume=args.resume, overwrite=args.overwrite,

@@ -16,6 +16,9 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 FRAMES = "frames"  # bytes_list: T JPEG-encoded RGB frames, in time order
 FLOW = "flow"  # bytes_list: T-1 JPEG images, flow x in R, y in G, B = 128 (optional)
+# bytes_list: T-1 images as FLOW, image i the motion from frame i+1 back to frame i (ingest
+# --flow-backward; Simonyan & Zisserman's bi-directional stacks read it)
+FLOW_BACKWARD = "flow_backward"
 LABEL = "label"  # int64: index into the label map (dataset.json "labels")
 LABEL_NAME = "label_name"  # bytes
 VIDEO_ID = "video_id"  # bytes: unique per source video
@@ -50,6 +53,7 @@ class Clip:
     height: int
     width: int
     flow: Sequence[bytes] = ()
+    flow_backward: Sequence[bytes] = ()
     video_frames: int = 0
     chunk_stride: int = 0
 
@@ -109,6 +113,8 @@ def to_example(clip: Clip):
     feature[FPS].float_list.value.append(float(clip.fps))
     if clip.flow:
         feature[FLOW].bytes_list.value.extend(clip.flow)
+    if clip.flow_backward:
+        feature[FLOW_BACKWARD].bytes_list.value.extend(clip.flow_backward)
     return example
 
 
@@ -127,6 +133,7 @@ def from_example(serialized: bytes) -> Clip:
     return Clip(
         frames=list(f[FRAMES].bytes_list.value),
         flow=list(f[FLOW].bytes_list.value) if FLOW in f else (),
+        flow_backward=list(f[FLOW_BACKWARD].bytes_list.value) if FLOW_BACKWARD in f else (),
         label=int(one(LABEL, "int64_list")),
         label_name=one(LABEL_NAME, "bytes_list").decode(),
         video_id=one(VIDEO_ID, "bytes_list").decode(),
@@ -141,8 +148,9 @@ def from_example(serialized: bytes) -> Clip:
     )
 
 
-def feature_spec(with_flow: bool = False) -> dict:
-    """The ``tf.io.parse_example`` spec of the record (frames as a variable-length list)."""
+def feature_spec(with_flow: bool = False, with_backward: bool = False) -> dict:
+    """The ``tf.io.parse_example`` spec of the record (frames as a variable-length list);
+    ``with_flow``/``with_backward``: also the forward/backward flow images."""
     import tensorflow as tf
 
     spec = {
@@ -162,18 +170,20 @@ def feature_spec(with_flow: bool = False) -> dict:
     }
     if with_flow:
         spec[FLOW] = tf.io.RaggedFeature(tf.string)
+    if with_backward:
+        spec[FLOW_BACKWARD] = tf.io.RaggedFeature(tf.string)
     return spec
 
 
-def parse_clip(serialized, with_flow: bool = False) -> dict:
+def parse_clip(serialized, with_flow: bool = False, with_backward: bool = False) -> dict:
     """Parses one serialized record (scalar string tensor) into a dict of tensors."""
     import tensorflow as tf
 
-    return tf.io.parse_single_example(serialized, feature_spec(with_flow))
+    return tf.io.parse_single_example(serialized, feature_spec(with_flow, with_backward))
 
 
-def parse_clips(serialized, with_flow: bool = False) -> dict:
+def parse_clips(serialized, with_flow: bool = False, with_backward: bool = False) -> dict:
     """Parses a batch of serialized records (string vector); frames come back ragged."""
     import tensorflow as tf
 
-    return tf.io.parse_example(serialized, feature_spec(with_flow))
+    return tf.io.parse_example(serialized, feature_spec(with_flow, with_backward))

@@ -25,12 +25,16 @@ from kvid.data.augment import NO_AUGMENT, AugmentConfig, color_jitter, crop_wind
 from kvid.data.sampling import dense_starts, flow_indices, temporal_indices, \
     validate_sampling
 from kvid.data.sources import layout_of, resolve_files, split_size
-from kvid.video.sampling import clip_span
+from kvid.video.sampling import backward_flow_mask, clip_span
 
 AUTOTUNE = tf.data.AUTOTUNE
-MODALITIES = ("rgb", "flow", "rgb+flow")
+MODALITIES = ("rgb", "flow", "rgb+flow", "rgbdiff")
 LABEL_MODES = ("sparse", "one_hot")
-CHANNELS = {"rgb": 3, "flow": 2}
+CHANNELS = {"rgb": 3, "flow": 2, "rgbdiff": 3}
+# The record images each stream is made of: RGB difference (TSN) is computed at read time
+# from the stored frames, as TSN's own code computes it from RGB frames.
+SOURCES = {"rgb": "rgb", "flow": "flow", "rgbdiff": "rgb"}
+FLOW_DIRECTIONS = ("forward", "bidirectional")
 FLOW_NORMALIZE = "symmetric"  # 8-bit flow around 128 -> [-1, 1]; a flip negates it exactly
 
 
@@ -44,8 +48,9 @@ class InputConfig:
     image_size: (H, W) (or one int) of the model input.
     sampling: ``dense`` | ``uniform`` | ``segments`` (see kvid.data.sampling), with
       ``num_segments`` (TSN's K) and ``frame_step`` (dense: frames between samples).
-    modality: ``rgb``, ``flow`` or ``rgb+flow`` (then inputs are a dict of both streams,
-      keys renamed by ``input_names``, e.g. ``{"rgb": "video"}``).
+    modality: ``rgb``, ``flow``, ``rgb+flow`` (then inputs are a dict of both streams,
+      keys renamed by ``input_names``, e.g. ``{"rgb": "video"}``) or ``rgbdiff`` (TSN's RGB
+      difference: each sampled frame's successor minus it, after normalization).
     normalize: rgb range: ``unit`` [0, 1], ``symmetric`` [-1, 1], ``imagenet`` mean/std, ...
       (preprocess.NORMALIZATIONS); flow is always mapped to [-1, 1].
     augment: training augmentation (:class:`AugmentConfig`); evaluation ignores it.
@@ -54,6 +59,9 @@ class InputConfig:
       ``label_name``, so a run keeps its label order whatever order later data has.
     flow_frames: ``rgb+flow`` only: flow images per clip when not T, a window centred on
       the RGB clip's middle frame (Simonyan: 1 RGB frame, L=10 flow); None: T, one per frame.
+    flow_direction: ``forward``, or ``bidirectional`` (Simonyan & Zisserman): the first
+      half of each flow stack (:attr:`flow_stack`) reads the backward flow at the same
+      positions (ingest --flow-backward), the second half the forward flow.
     """
 
     clip_frames: int
@@ -69,6 +77,7 @@ class InputConfig:
     input_names: Mapping[str, str] | None = None
     labels: tuple[str, ...] | None = None
     flow_frames: int | None = None
+    flow_direction: str = "forward"
 
     def __post_init__(self):
         if self.labels is not None:
@@ -107,6 +116,16 @@ class InputConfig:
             raise ValueError("flow_frames is for modality 'rgb+flow' only. "
                              f"Received: flow_frames={self.flow_frames!r}, "
                              f"modality={self.modality!r}")
+        if self.flow_direction not in FLOW_DIRECTIONS:
+            raise ValueError(f"flow_direction must be one of {FLOW_DIRECTIONS}. "
+                             f"Received: flow_direction={self.flow_direction!r}")
+        if self.flow_direction == "bidirectional" and (
+                "flow" not in self.streams or self.flow_stack < 2):
+            raise ValueError(
+                "flow_direction='bidirectional' splits each flow stack into backward and "
+                "forward halves, so it needs a flow stream whose stacks hold at least 2 flow "
+                f"images. Received: modality={self.modality!r}, flow stack of "
+                f"{self.flow_stack if 'flow' in self.streams else 0}")
         unknown = set(self.input_names or {}) - set(self.streams)
         if unknown:
             raise ValueError(f"input_names keys must be among {self.streams}. "
@@ -117,14 +136,34 @@ class InputConfig:
         return tuple(self.modality.split("+"))
 
     def normalization_of(self, stream: str) -> str:
-        """How ``stream`` is normalized: ``normalize`` for rgb; flow always to [-1, 1]."""
-        return self.normalize if stream == "rgb" else FLOW_NORMALIZE
+        """How ``stream`` is normalized: ``normalize`` for rgb (and the frames an RGB
+        difference is made of); flow always to [-1, 1]."""
+        return FLOW_NORMALIZE if stream == "flow" else self.normalize
 
     def frames_of(self, stream: str) -> int:
         """Frames per clip of ``stream``: ``flow_frames`` for a two-stream flow, else T."""
         if stream == "flow" and self.modality == "rgb+flow" and self.flow_frames:
             return int(self.flow_frames)
         return self.clip_frames
+
+    def images_of(self, stream: str) -> int:
+        """Record images a clip of ``stream`` is made of: a pair per RGB difference."""
+        return self.frames_of(stream) * (2 if stream == "rgbdiff" else 1)
+
+    @property
+    def flow_stack(self) -> int:
+        """Consecutive flow images a model stacks: k per RGB frame or one window of L
+        (two-stream), a segment's snippet (TSN), else the clip."""
+        t, flow = self.clip_frames, self.frames_of("flow")
+        if self.modality == "rgb+flow":
+            return flow // t if flow % t == 0 else flow
+        return t // self.num_segments if self.sampling == "segments" else t
+
+    def backward_mask(self) -> tuple[bool, ...]:
+        """For each flow image of a clip, whether it is a backward flow."""
+        if self.flow_direction != "bidirectional":
+            return (False,) * self.frames_of("flow")
+        return backward_flow_mask(self.frames_of("flow"), self.flow_stack)
 
     def to_json(self) -> dict:
         d = dataclasses.asdict(self)
@@ -163,6 +202,13 @@ def _pixels(src: tf.Tensor, channels: int, window: tf.Tensor | None = None) -> t
     return px[..., :channels]
 
 
+def _positions(clip: dict, cfg: InputConfig) -> tf.Tensor:
+    """How many positions a clip can be sampled at: the first stream's images, less one
+    for RGB difference (each position needs its successor)."""
+    n = tf.shape(clip[SOURCES[cfg.streams[0]]])[0]
+    return tf.maximum(n - 1, 1) if cfg.streams[0] == "rgbdiff" else n
+
+
 def _sampled_frames(clip: dict, cfg: InputConfig, *, training: bool, seed, phase) -> dict:
     """Gathers the sampled frames of each stream.
 
@@ -170,39 +216,64 @@ def _sampled_frames(clip: dict, cfg: InputConfig, *, training: bool, seed, phase
     with both streams the indices are drawn over the frames and the flow of the last frame
     repeats the one before, so ``clip_frames`` may equal the stored T.
     """
-    n = tf.shape(clip[cfg.streams[0]])[0]
-    check = tf.debugging.assert_positive(
-        tf.shape(clip[cfg.streams[-1]])[0],
-        message=f"a clip record has no frames for modality {cfg.modality!r} "
-                "(flow needs ingest with flow enabled)")
-    with tf.control_dependencies([check]):
+    n = _positions(clip, cfg)
+    needed = [SOURCES[s] for s in cfg.streams]
+    if cfg.flow_direction == "bidirectional":
+        needed.append("flow_backward")
+    checks = [tf.debugging.assert_positive(
+        tf.shape(clip[k])[0],
+        message=f"a clip record has no {k} images for modality {cfg.modality!r} (flow needs "
+                "ingest --flow, bi-directional flow also --flow-backward)") for k in needed]
+    with tf.control_dependencies(checks):
         idx = temporal_indices(n, cfg.clip_frames, sampling=cfg.sampling, training=training,
                                seed=seed, num_segments=cfg.num_segments,
                                frame_step=cfg.frame_step, phase=phase,
-                               max_starts=_owned_starts(clip, n))
-    return _gather_streams(clip, cfg, idx)
+                               max_starts=_owned_starts(clip, cfg))
+    return gather_streams(clip, cfg, idx)
 
 
-def _gather_streams(clip: dict, cfg: InputConfig, idx: tf.Tensor) -> dict:
-    """Each stream's frames for the clips at ``idx`` [..., T], clip after clip: the flow of
-    a two-stream input by :func:`flow_indices` (a flow image per frame, the last repeating,
-    or ``flow_frames`` centred on each clip)."""
+def gather_streams(clip: dict, cfg: InputConfig, idx: tf.Tensor) -> dict:
+    """Each stream's record images for the clips at ``idx`` [..., T], clip after clip: the
+    flow of a two-stream input by :func:`flow_indices` (a flow image per frame, the last
+    repeating, or ``flow_frames`` centred on each clip), bi-directional flow's backward
+    halves from ``clip["flow_backward"]``, and RGB difference's frame pairs (i, i + 1)."""
     out = {}
     for s in cfg.streams:
-        n = tf.shape(clip[s])[0]
-        at = flow_indices(idx, cfg.frames_of(s), n) if s == "flow" else tf.minimum(idx, n - 1)
-        out[s] = tf.gather(clip[s], tf.reshape(at, [-1]))
+        src = clip[SOURCES[s]]
+        n = tf.shape(src)[0]
+        if s == "flow":
+            at = flow_indices(idx, cfg.frames_of(s), n)
+        elif s == "rgbdiff":
+            at = tf.minimum(tf.stack([idx, idx + 1], axis=-1), n - 1)
+        else:
+            at = tf.minimum(idx, n - 1)
+        at = tf.reshape(at, [-1])
+        images = tf.gather(src, at)
+        if s == "flow" and cfg.flow_direction == "bidirectional":
+            mask = tf.tile(tf.constant(cfg.backward_mask()),
+                           [tf.size(at) // cfg.frames_of(s)])
+            images = tf.where(mask, tf.gather(clip["flow_backward"], at), images)
+        out[s] = images
     return out
 
 
-def _owned_starts(clip: dict, n) -> tf.Tensor | None:
+def stream_values(x: tf.Tensor, stream: str) -> tf.Tensor:
+    """A stream's normalized images [..., images_of, H, W, C] -> the model's input: RGB
+    difference takes each pair's second frame minus its first (TSN differences frames
+    after normalizing them, so the mean cancels); other streams are their images."""
+    if stream != "rgbdiff":
+        return x
+    return x[..., 1::2, :, :, :] - x[..., 0::2, :, :, :]
+
+
+def _owned_starts(clip: dict, cfg: InputConfig) -> tf.Tensor | None:
     """How many clip starts a chunk of a long video owns (those before the next chunk's
     start; the last chunk owns the rest), None for a whole video or a clip window."""
     if "chunk_stride" not in clip:
         return None
     stride = tf.cast(clip["chunk_stride"], tf.int32)
-    last = tf.cast(clip["offset"], tf.int32) + tf.cast(n, tf.int32) >= \
-        tf.cast(clip["video_frames"], tf.int32)
+    frames = tf.shape(clip["rgb" if "rgb" in clip else SOURCES[cfg.streams[0]]])[0]
+    last = tf.cast(clip["offset"], tf.int32) + frames >= tf.cast(clip["video_frames"], tf.int32)
     return tf.where(tf.logical_or(stride <= 0, last), tf.int32.max - 1, stride)
 
 
@@ -251,6 +322,7 @@ def _finish(frames: dict, clip: dict, cfg: InputConfig, *, normalized: bool = Fa
     for s, x in frames.items():
         if not normalized:
             x = preprocess.normalize(x, cfg.normalization_of(s))
+        x = stream_values(x, s)
         out[s] = tf.ensure_shape(x, [*x.shape[:-4], cfg.frames_of(s), h, w, CHANNELS[s]])
     names = dict(cfg.input_names or {})
     if len(out) == 1 and not names:
@@ -282,7 +354,7 @@ def preprocess_clip(clip: dict, cfg: InputConfig, *, training: bool, seed=None, 
         seeds = tf.random.experimental.stateless_split(seed, 4)
     sampled = _sampled_frames(clip, cfg, training=training,
                               seed=seeds[0] if training else None, phase=phase)
-    height, width = preprocess.frame_size(sampled[cfg.streams[0]])
+    height, width = preprocess.frame_size(sampled[cfg.streams[0]])  # of the record's images
     flip = None
     if training:
         window = crop_window(height, width, cfg.image_size, aug, seeds[1])
@@ -294,7 +366,7 @@ def preprocess_clip(clip: dict, cfg: InputConfig, *, training: bool, seed=None, 
     frames = {}
     for s, x in sampled.items():
         x = _pixels(x, CHANNELS[s], window)
-        jitter = training and s == "rgb" and aug.color_jitter
+        jitter = training and s != "flow" and aug.color_jitter
         mode = cfg.normalization_of(s)
         x = _resize_stream(x, s, flip, None if jitter else mode, cfg.image_size, fused)
         if jitter:  # in [0, 255], then normalized
@@ -304,10 +376,11 @@ def preprocess_clip(clip: dict, cfg: InputConfig, *, training: bool, seed=None, 
 
 
 def record_to_clip(serialized: tf.Tensor, with_flow: bool = False,
-                   label_table: tf.lookup.StaticHashTable | None = None) -> dict:
+                   label_table: tf.lookup.StaticHashTable | None = None,
+                   with_backward: bool = False) -> dict:
     """A serialized clip record -> the clip dict of :func:`preprocess_clip` (no decoding);
     with ``label_table`` the label is the record's ``label_name`` looked up in it."""
-    f = schema.parse_clip(serialized, with_flow)
+    f = schema.parse_clip(serialized, with_flow, with_backward)
     label = f[schema.LABEL]
     if label_table is not None:
         label = label_table.lookup(f[schema.LABEL_NAME])
@@ -320,6 +393,8 @@ def record_to_clip(serialized: tf.Tensor, with_flow: bool = False,
             "chunk_stride": f[schema.CHUNK_STRIDE]}
     if with_flow:
         clip["flow"] = f[schema.FLOW]
+    if with_backward:
+        clip["flow_backward"] = f[schema.FLOW_BACKWARD]
     return clip
 
 
@@ -330,7 +405,8 @@ def record_parser(cfg: InputConfig) -> Callable[[tf.Tensor], dict]:
         table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
             tf.constant(list(cfg.labels)), tf.range(len(cfg.labels), dtype=tf.int64)), -1)
     with_flow = "flow" in cfg.streams
-    return lambda serialized: record_to_clip(serialized, with_flow, table)
+    with_backward = cfg.flow_direction == "bidirectional"
+    return lambda serialized: record_to_clip(serialized, with_flow, table, with_backward)
 
 
 def read_records(files: Sequence[str], compression: str, *, shuffle: bool,
@@ -510,14 +586,14 @@ def _view_starts(clip: dict, cfg: InputConfig, num_clips: int) -> tf.Tensor:
     spaced over the whole video (``video_frames``), each taken by the chunk that owns its
     start, so a video gives N views whether it is one record or several. A clip window (or
     a decoded video file) gives N over its own frames."""
-    n = tf.shape(clip[cfg.streams[0]])[0]
+    n = _positions(clip, cfg)
     span = clip_span(cfg.clip_frames, cfg.frame_step)
     phases = tf.constant(view_phases(num_clips))
 
     def evenly(length):
         return dense_starts(length, span, phases)
 
-    owned = _owned_starts(clip, n)
+    owned = _owned_starts(clip, cfg)
     if owned is None:
         return evenly(n)
     video = tf.cast(clip["video_frames"], tf.int32)
@@ -531,7 +607,8 @@ def _view_crops(x, stream: str, cfg: InputConfig, num_crops: int, window_src) ->
     M = 1), the crop window placed on ``window_src``'s frame size."""
     c, (h, w) = CHANNELS[stream], cfg.image_size
     if num_crops > 1:
-        return spatial_crops(_pixels(x, c), cfg.image_size, num_crops, is_flow=stream == "flow")
+        return spatial_crops(_pixels(x, c), cfg.image_size, num_crops,
+                             is_flow=stream == "flow")
     window = preprocess.center_window(*preprocess.frame_size(window_src), cfg.image_size)
     return preprocess.resize_to(_pixels(x, c, window), (h, w))[None]
 
@@ -547,10 +624,10 @@ def clip_views(clip: dict, cfg: InputConfig, num_clips: int, num_crops: int):
     h, w = cfg.image_size
     if cfg.sampling == "dense":
         starts = _view_starts(clip, cfg, num_clips)
-        n = tf.shape(clip[cfg.streams[0]])[0]
+        n = _positions(clip, cfg)
         idx = tf.math.floormod(starts[:, None] + tf.range(t) * cfg.frame_step,
                                tf.maximum(n, 1))
-        sampled = _gather_streams(clip, cfg, idx)  # [V*T] per stream
+        sampled = gather_streams(clip, cfg, idx)  # [V*T] per stream
         views = tf.shape(starts)[0]
     else:
         parts = [_sampled_frames(clip, cfg, training=False, seed=None, phase=p)
@@ -559,9 +636,9 @@ def clip_views(clip: dict, cfg: InputConfig, num_clips: int, num_crops: int):
         views = tf.constant(num_clips)
     frames = {}
     for s, x in sampled.items():
-        c, ts = CHANNELS[s], cfg.frames_of(s)
+        c, ts = CHANNELS[s], cfg.images_of(s)
         y = tf.cond(views > 0,
-                    lambda x=x, s=s: tf.cast(_view_crops(x, s, cfg, m, clip[s][:1]),
+                    lambda x=x, s=s: tf.cast(_view_crops(x, s, cfg, m, clip[SOURCES[s]][:1]),
                                              tf.float32),
                     lambda c=c: tf.zeros([m, 0, h, w, c]))
         y = tf.reshape(y, [m, views, ts, h, w, c])

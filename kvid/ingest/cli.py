@@ -109,6 +109,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser
     parser.add_argument("--jpeg-quality", type=number_type(integer=True, minimum=1, maximum=100),
                         default=d.jpeg_quality)
     parser.add_argument("--flow", choices=FLOW_METHODS, default=d.flow, help="optical flow")
+    parser.add_argument("--flow-backward", action="store_true",
+                        help="also store the backward flow, for bi-directional flow stacks "
+                             "(kvid train --flow-direction bidirectional)")
     parser.add_argument("--compression", choices=("none", "gzip"), default="none",
                         help="shard compression (none: gzip reads 4-9x slower for ~20%% smaller)")
     parser.add_argument("--split-ratios", type=_ratios, default=d.split_ratios,
@@ -131,7 +134,7 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
         fps=args.fps, clip_frames=args.clip_frames, stride=args.stride, max_clips=args.max_clips,
         segments=args.segments, snippet=args.snippet, short_policy=args.short_policy,
         short_side=args.short_side, size=args.size, jpeg_quality=args.jpeg_quality,
-        flow=args.flow, compression=COMPRESSIONS[1] if args.compression == "gzip" else "",
+        flow=args.flow, flow_backward=args.flow_backward, compression=COMPRESSIONS[1] if args.compression == "gzip" else "",
         split_ratios=args.split_ratios, seed=args.seed, workers=args.workers,
         num_shards=args.num_shards, shard_mb=args.shard_mb)
 

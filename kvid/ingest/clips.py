@@ -92,13 +92,17 @@ def video_to_clips(
     video = decode_video(item, config, keep_gray=flow_fn is not None)
     flows: dict[tuple[int, int], bytes] = {}  # pairs shared by overlapping clips are computed once
 
-    def flow_of(indices):
+    def flow_of(indices, backward=False):
+        """Flow a -> b of each pair of consecutive frames; ``backward``: b -> a."""
+        if flow_fn is None or (backward and not config.flow_backward):
+            return ()
         out = []
         for a, b in zip(indices, indices[1:]):
-            if (a, b) not in flows:
-                flows[(a, b)] = flow_jpeg(flow_fn, video.grays[a], video.grays[b],
-                                          config.jpeg_quality)
-            out.append(flows[(a, b)])
+            pair = (b, a) if backward else (a, b)
+            if pair not in flows:
+                flows[pair] = flow_jpeg(flow_fn, video.grays[pair[0]], video.grays[pair[1]],
+                                        config.jpeg_quality)
+            out.append(flows[pair])
         return out
 
     chunks = config.layout == "video"
@@ -107,7 +111,7 @@ def video_to_clips(
         Clip(frames=[video.jpegs[i] for i in indices], label=label, label_name=item.label,
              video_id=item.video_id, group=item.group, clip_index=k,
              clip_start_frame=indices[0], fps=video.fps, height=video.height, width=video.width,
-             flow=flow_of(indices) if flow_fn is not None else (),
+             flow=flow_of(indices), flow_backward=flow_of(indices, backward=True),
              video_frames=len(video.jpegs) if chunks else 0,
              chunk_stride=config.chunk_stride if chunks and len(records) > 1 else 0)
         for k, indices in enumerate(records)

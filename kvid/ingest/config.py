@@ -39,6 +39,9 @@ class IngestConfig:
     size: tuple[int, int] | None = None  # ... or to exactly (H, W), scale + center crop
     jpeg_quality: int = 90
     flow: str = "none"  # none | farneback | dis | tvl1 (tvl1 needs opencv-contrib)
+    # also store the backward flow (frame i+1 back to i) for bi-directional flow stacks
+    # (Simonyan & Zisserman); twice the flow's cost and storage
+    flow_backward: bool = False
     compression: str = ""  # "" (default, see PERF.md) or "GZIP"
     split_ratios: tuple[tuple[str, float], ...] = (("train", 0.7), ("val", 0.15), ("test", 0.15))
     seed: int = 0  # of the group -> split hash
@@ -78,6 +81,9 @@ class IngestConfig:
         _check(1 <= self.jpeg_quality <= 100, "jpeg_quality must be in 1..100",
                jpeg_quality=self.jpeg_quality)
         _check(self.flow in FLOW_METHODS, f"flow must be one of {FLOW_METHODS}", flow=self.flow)
+        _check(not self.flow_backward or self.flow != "none",
+               "flow_backward needs a flow method", flow_backward=self.flow_backward,
+               flow=self.flow)
         _check(self.compression in COMPRESSIONS, f"compression must be one of {COMPRESSIONS}",
                compression=self.compression)
         ratios = dict(self.split_ratios)

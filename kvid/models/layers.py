@@ -65,11 +65,12 @@ def scaled(filters: int, multiplier: float) -> int:
     return max(1, int(round(filters * multiplier)))
 
 
-MODALITY_CHANNELS = {"rgb": 3, "flow": 2}
+MODALITY_CHANNELS = {"rgb": 3, "flow": 2, "rgbdiff": 3}  # rgbdiff: TSN's RGB difference
 
 
 def check_modality_input(input_shape, modality: str, *, allow_none: bool = False) -> tuple:
-    """Checks ``modality`` ("rgb" or "flow") and that ``input_shape`` has its channels."""
+    """Checks ``modality`` ("rgb", "flow" or "rgbdiff") and that ``input_shape`` has its
+    channels."""
     check_choice(modality, MODALITY_CHANNELS, "modality")
     return check_input_shape(input_shape, channels=MODALITY_CHANNELS[modality],
                              allow_none=allow_none)

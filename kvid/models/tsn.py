@@ -7,6 +7,7 @@ Recognition", ECCV 2016 (https://arxiv.org/abs/1608.00859).
 video split into K segments, one snippet sampled per segment (by the data pipeline):
 rgb  [B, K, H, W, 3]      -> shared CNN per snippet -> logits [B, K, C] -> average -> [B, C]
 flow [B, K*L, H, W, 2]    -> K stacks of L flows [B, K, H, W, 2L] -> shared CNN -> ... -> average
+rgbdiff [B, K*L, H, W, 3] -> K stacks of L RGB differences [B, K, H, W, 3L] -> as flow
 ```
 The RGB and flow networks are trained separately and their scores fused at test time
 (weights 1 : 1.5 in the paper); the model here is one modality.
@@ -35,10 +36,11 @@ def build_tsn(input_shape=(3, 224, 224, 3), num_classes: int = 101, *, modality:
 
     Args:
         input_shape: RGB ``(K, H, W, 3)``, one frame per segment (K=3 in the paper); flow
-            ``(K * L, H, W, 2)``: L consecutive flow frames per segment (L=5 in the paper).
+            ``(K * L, H, W, 2)``: L consecutive flow frames per segment (L=5 in the paper);
+            rgbdiff ``(K * L, H, W, 3)``: L RGB differences per segment, stacked as flow.
         num_classes: number of classes.
-        modality: ``"rgb"`` or ``"flow"``.
-        num_segments: K for flow inputs (default 3); RGB takes K from ``input_shape``.
+        modality: ``"rgb"``, ``"flow"`` or ``"rgbdiff"``.
+        num_segments: K for stacked inputs (default 3); RGB takes K from ``input_shape``.
         backbone, backbone_weights, backbone_trainable, small_cnn_widths, input_normalization:
             the shared snippet CNN (see :func:`kvid.models.backbones.build_backbone`; the paper
             uses BN-Inception).
@@ -49,12 +51,12 @@ def build_tsn(input_shape=(3, 224, 224, 3), num_classes: int = 101, *, modality:
     check_rate(dropout)
     inputs = video_input(input_shape, modality)
     x = inputs
-    if modality == "flow":
+    if modality != "rgb":  # flow, RGB difference: L stacked per segment
         segments = check_positive_int(num_segments or 3, "num_segments")
         if input_shape[0] % segments:
-            raise ValueError(f"Flow frames must be a multiple of num_segments={segments}. "
-                             f"Received: input_shape={input_shape}")
-        x = StackFrames(segments, name="flow_stack")(x)
+            raise ValueError(f"{modality} frames must be a multiple of num_segments="
+                             f"{segments}. Received: input_shape={input_shape}")
+        x = StackFrames(segments, name=f"{modality}_stack")(x)
     net = build_backbone(backbone, x.shape[2:], weights=backbone_weights,
                          input_normalization=input_normalization, trainable=backbone_trainable,
                          small_cnn_widths=small_cnn_widths, name="backbone")

@@ -28,9 +28,9 @@ import grpc
 import numpy as np
 
 from kvid.cliargs import non_negative_int, positive_float, positive_int
-from kvid.serving.contract import (CLASSES_OUTPUT, DEFAULT_SIGNATURE, FLOW_INPUT,
-                                   FRAMES_INPUT, LABELS_OUTPUT, METADATA_INPUT, METADATA_OUTPUT,
-                                   METADATA_SIGNATURE, PROBABILITIES_OUTPUT)
+from kvid.serving.contract import (CLASSES_OUTPUT, DEFAULT_SIGNATURE, FRAMES_INPUT,
+                                   LABELS_OUTPUT, METADATA_INPUT, METADATA_OUTPUT,
+                                   METADATA_SIGNATURE, PROBABILITIES_OUTPUT, STREAM_INPUTS)
 from kvid.serving.errors import HTTP_STATUS, ServingError
 
 _CODE_OF_HTTP = {status: code for code, status in reversed(HTTP_STATUS.items())}
@@ -434,34 +434,44 @@ def flow_gray(rgb: np.ndarray, flow: dict) -> np.ndarray:
                         cv2.COLOR_RGB2GRAY)
 
 
-def flow_images(grays: list[np.ndarray], flow: dict) -> list[bytes]:
+def flow_images(grays: list[np.ndarray], flow: dict, backward: bool = False) -> list[bytes]:
     """The 8-bit flow images between consecutive gray frames, as ingest stores them: its
-    flow method and JPEG quality, by its own code."""
+    flow method and JPEG quality, by its own code; ``backward``: frame i + 1 back to i."""
     from kvid.video.flow import flow_jpeg, make_flow_fn
 
     if not flow.get("method"):
         raise ValueError("the model takes flow but its metadata does not say how the flow "
                          "was made: export it again with this kvid")
     fn = make_flow_fn(flow["method"])
-    return [flow_jpeg(fn, a, b, int(flow.get("jpeg_quality", 90)))
+    quality = int(flow.get("jpeg_quality", 90))
+    return [flow_jpeg(fn, b, a, quality) if backward else flow_jpeg(fn, a, b, quality)
             for a, b in zip(grays, grays[1:])]
 
 
 def _streams(client: Client, info: dict, args) -> dict[str, dict]:
     """{input name: how to make its clips} from the model's kvid_metadata: one input for a
     model, one per stream its members read for a fused one (``kvid fuse``)."""
+    from kvid.video.sampling import backward_flow_mask
+
     members = info.get("members") or [info]
     streams = {}
     for m in members:
         kinds = m.get("modality", "rgb").split("+")
         for kind in kinds:
-            name = FLOW_INPUT if kind == "flow" else FRAMES_INPUT
+            name = STREAM_INPUTS[kind]
             if name in streams:
                 continue
             shape = client.input_shape(name, args.signature, args.version)
+            images = shape[1] if len(shape) > 1 and shape[1] > 0 else None
+            t = (images // 2 if kind == "rgbdiff" else images) if images else args.frames
+            backward = None
+            if kind == "flow" and m.get("flow_direction") == "bidirectional":
+                backward = backward_flow_mask(t, int(m["flow_stack"]))
             streams[name] = {
+                "kind": kind,
                 "flow": (m.get("flow") or {}) if kind == "flow" else None,
-                "t": shape[1] if len(shape) > 1 and shape[1] > 0 else args.frames,
+                "backward": backward,  # per flow image of a clip: a backward flow?
+                "t": t,  # positions per clip (an RGB difference sends 2 frames each)
                 # a two-stream model's flow: centred on its RGB clip, as in training
                 "follows": FRAMES_INPUT if len(kinds) > 1 and kind == "flow" else None,
                 # the frames of each clip as the model was evaluated (its sampling)
@@ -480,6 +490,7 @@ def _predict(client: Client, args: argparse.Namespace) -> int:
     target_fps = args.fps or info.get("fps") or next(
         (m.get("fps") for m in info.get("members", []) if m.get("fps")), None)
     flow = next((s["flow"] for s in streams.values() if s["flow"] is not None), None)
+    need_backward = any(s["backward"] for s in streams.values())
     rgb_frames, grays, times = [], [], []
     for frame in iter_frames(args.video, fps=target_fps):
         rgb = frame.rgb
@@ -491,6 +502,7 @@ def _predict(client: Client, args: argparse.Namespace) -> int:
             rgb_frames.append(encode_jpeg(rgb))
         times.append(frame.time if target_fps is None else frame.index / target_fps)
     flow_frames = flow_images(grays, flow) if flow is not None else []
+    backward_frames = flow_images(grays, flow, backward=True) if need_backward else []
     for s in streams.values():
         s["frames"] = flow_frames if s["flow"] is not None else rgb_frames
     first = next(iter(streams.values()))
@@ -501,18 +513,28 @@ def _predict(client: Client, args: argparse.Namespace) -> int:
     print(f"kvid predict: {len(first['frames'])} frames at {fps:g} fps ({source}), clips of "
           f"{' + '.join(str(s['t']) for s in streams.values())}", file=sys.stderr)
 
+    def images_at(frames: list[int], s: dict) -> list[bytes]:
+        """What a stream sends for a clip at these frames, as training gathers it."""
+        if s["kind"] == "rgbdiff":
+            return [s["frames"][i + d] for i in frames for d in (0, 1)]
+        if s["backward"]:
+            return [(backward_frames if b else s["frames"])[i]
+                    for i, b in zip(frames, s["backward"])]
+        return [s["frames"][i] for i in frames]
+
     def clips_of(index: list[int] | None, max_clips: int | None) -> list[dict]:
         """The clips at the same positions of every stream (``index``: a window's frames)."""
         positions, per_stream = {}, {}
         for name, s in sorted(streams.items(), key=lambda kv: kv[1]["follows"] is not None):
-            n = len(s["frames"])
+            # an RGB difference needs each position's successor
+            n = len(s["frames"]) - (s["kind"] == "rgbdiff")
             idx = list(range(n)) if index is None else [min(i, n - 1) for i in index]
             if s["follows"]:
                 pos = [flow_positions(p, s["t"], len(idx)) for p in positions[s["follows"]]]
             else:
                 pos = clip_positions(len(idx), s["t"], max_clips=max_clips, **s["sampling"])
             positions[name] = pos
-            per_stream[name] = [[s["frames"][idx[i]] for i in p] for p in pos]
+            per_stream[name] = [images_at([idx[i] for i in p], s) for p in pos]
         count = min(len(c) for c in per_stream.values())
         return [{name: c[i] for name, c in per_stream.items()} for i in range(count)]
 

@@ -17,6 +17,9 @@ METADATA_SIGNATURE = "kvid_metadata"  # the preprocessing JSON, as TF Serving hi
 # Inputs.
 FRAMES_INPUT = "frames"  # DEFAULT_SIGNATURE and TENSOR_SIGNATURE of an rgb model
 FLOW_INPUT = "flow"  # the same of a flow model: 8-bit flow images (kvid/schema.py FLOW)
+FRAME_PAIRS_INPUT = "frame_pairs"  # of an RGB-difference model: frames i, i + 1 per position
+# The input each stream of a model reads (kvid.data.InputConfig.streams), in input order.
+STREAM_INPUTS = {"rgb": FRAMES_INPUT, "flow": FLOW_INPUT, "rgbdiff": FRAME_PAIRS_INPUT}
 EXAMPLES_INPUT = "examples"  # EXAMPLES_SIGNATURE
 METADATA_INPUT = "request"  # METADATA_SIGNATURE; any strings, one answer each
 

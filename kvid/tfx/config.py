@@ -37,8 +37,11 @@ class PipelineConfig:
     fps: float = MOTION.fps
     clip_frames: int = MOTION.clip_frames  # stored windows, and the Trainer's clip length
     flow: str = "none"  # optical flow in the records: none | farneback | dis | tvl1
-    modality: str = ""  # the Trainer's stream(s): rgb | flow | rgb+flow; "" = the model's
+    flow_backward: bool = False  # also the backward flow (kvid ingest --flow-backward)
+    # the Trainer's stream(s): rgb | flow | rgb+flow | rgbdiff; "" = the model's
+    modality: str = ""
     flow_frames: int = 0  # rgb+flow: flow images per clip (kvid train --flow-frames); 0 = T
+    flow_direction: str = "forward"  # or bidirectional (kvid train --flow-direction)
     image_size: int = MOTION.image_size
     train_buckets: int = 3
     eval_buckets: int = 1
@@ -64,6 +67,7 @@ class PipelineConfig:
     # as kvid train --schedule: constant | cosine | step | multigrid (Wu et al.'s clip shapes
     # and batch sizes with its step learning rate; a model taking variable T, H, W)
     schedule: str = "cosine"
+    lr_steps: tuple = (0.5, 0.75)  # schedule step: /10 at these fractions (KVID_LR_STEPS="0.4 0.8")
     mixed_precision: bool = False
     flip: bool = True  # random horizontal flips; never on the synthetic data (mirror = other class)
     crop: str = "random_resized"  # training crop, as `kvid train --crop`
@@ -87,14 +91,16 @@ class PipelineConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}. "
                              f"Received: schedule={self.schedule!r}")
+        object.__setattr__(self, "lr_steps", tuple(float(f) for f in self.lr_steps))
         self.ingest_config()  # and bad ingest values
         if self.modality:  # the Trainer's stream: what kvid train --modality accepts
             from kvid.train.trainer import TrainConfig, resolve_modality
 
             resolve_modality(TrainConfig(data_dir="", output_dir="", model=self.model,
                                          modality=self.modality,
-                                         flow_frames=self.flow_frames or None),
-                             {"flow": self.flow})
+                                         flow_frames=self.flow_frames or None,
+                                         flow_direction=self.flow_direction),
+                             {"flow": self.flow, "flow_backward": self.flow_backward})
         elif self.flow_frames:
             raise ValueError("flow_frames (KVID_FLOW_FRAMES) is for modality rgb+flow "
                              "(KVID_MODALITY=rgb+flow)")
@@ -117,6 +123,7 @@ class PipelineConfig:
 
         return IngestConfig(layout=self.layout, max_frames=self.max_frames,
                             chunk_overlap=self.chunk_overlap, fps=self.fps, flow=self.flow,
+                            flow_backward=self.flow_backward,
                             clip_frames=self.clip_frames,
                             size=(self.image_size, self.image_size))
 

@@ -98,9 +98,10 @@ def create_pipeline(config: PipelineConfig, *, local: bool = True) -> tfx.dsl.Pi
             "clip_frames": config.clip_frames, "sampling": config.sampling,
             "frame_step": config.frame_step, "num_segments": config.num_segments,
             "clip_aggregation": config.clip_aggregation, "modality": config.modality or None,
-            "flow_frames": config.flow_frames or None,
+            "flow_frames": config.flow_frames or None, "flow_direction": config.flow_direction,
             "learning_rate": config.learning_rate, "optimizer": config.optimizer,
-            "schedule": config.schedule, "seed": config.seed,
+            "schedule": config.schedule, "lr_steps": list(config.lr_steps),
+            "seed": config.seed,
             "mixed_precision": config.mixed_precision, "model_name": config.model_name,
             "flip": config.flip and bool(config.data_root), "crop": config.crop,
         })

@@ -8,7 +8,8 @@
 
 All three return ``probabilities`` [batch, C], and the top-k ``classes``, ``labels`` and
 ``scores``. A model fused from several runs (``kvid fuse``) takes one input per stream its
-members read (``frames`` and/or ``flow``); each member makes its own clip from it, and the
+members read (``frames``, ``flow`` and/or ``frame_pairs``, an RGB difference model's frames
+i and i + 1 at each position); each member makes its own clip from it, and the
 probabilities are the members' weighted mean of softmax scores. The label map ships as ``assets/labels.txt``, the preprocessing as
 ``assets/kvid.json``, and TF Serving warm-up requests as
 ``assets.extra/tf_serving_warmup_requests``.
@@ -41,19 +42,18 @@ import numpy as np
 import tensorflow as tf
 
 from kvid import schema
-from kvid.data.pipeline import CHANNELS, InputConfig
+from kvid.data.pipeline import CHANNELS, SOURCES, InputConfig, gather_streams, stream_values
 from kvid.data.preprocess import decode_frames, normalize, resize_cover_crop
-from kvid.data.sampling import flow_indices, temporal_indices
+from kvid.data.sampling import temporal_indices
 from kvid.models import clip_logits
 from kvid.serving.contract import (ASSETS_DIR, ASSETS_EXTRA_DIR, CLASSES_OUTPUT,
                                    DEFAULT_SIGNATURE, EXAMPLES_INPUT, EXAMPLES_SIGNATURE,
-                                   FLOW_INPUT, FRAMES_INPUT, LABELS_FILE, LABELS_OUTPUT, METADATA_INPUT,
+                                   LABELS_FILE, LABELS_OUTPUT, METADATA_INPUT,
                                    METADATA_OUTPUT, METADATA_SIGNATURE, PREPROCESSING_FILE,
-                                   PROBABILITIES_OUTPUT, SCORES_OUTPUT, TENSOR_SIGNATURE,
-                                   WARMUP_FILE)
+                                   PROBABILITIES_OUTPUT, SCORES_OUTPUT, STREAM_INPUTS,
+                                   TENSOR_SIGNATURE, WARMUP_FILE)
 
-
-INPUTS = {"rgb": FRAMES_INPUT, "flow": FLOW_INPUT}  # the signatures' input of each stream
+INPUTS = STREAM_INPUTS  # the signatures' input of each stream
 _STREAMS = {name: stream for stream, name in INPUTS.items()}
 
 
@@ -134,29 +134,40 @@ class Member:
                 "sampling": cfg.sampling, "frame_step": cfg.frame_step,
                 "num_segments": cfg.num_segments, "clip_aggregation": self.clip_aggregation,
                 "modality": cfg.modality}
+        if "flow" in self.streams:
+            meta.update(flow_direction=cfg.flow_direction, flow_stack=cfg.flow_stack)
         if len(self.streams) == 1:
             meta["input"] = self.input_name
         else:
-            meta["inputs"] = {INPUTS[s]: cfg.frames_of(s) for s in self.streams}
+            meta["inputs"] = {INPUTS[s]: cfg.images_of(s) for s in self.streams}
         return {**meta, **(self.metadata or {})}
 
-    def sample(self, jpegs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """A record's frames per stream -> the frames evaluation shows this member: its
-        sampling over the first stream, a two-stream flow centred on that clip."""
-        cfg, first = self.input, jpegs[self.streams[0]]
-        idx = temporal_indices(tf.shape(first)[0], cfg.clip_frames, sampling=cfg.sampling,
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The record images (kvid.data.pipeline SOURCES) this member's clips are made of."""
+        names = {SOURCES[s] for s in self.streams}
+        if self.input.flow_direction == "bidirectional":
+            names.add("flow_backward")
+        return tuple(sorted(names))
+
+    def sample(self, record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """A record's images (``{"rgb", "flow", "flow_backward"}``, as :attr:`sources`) ->
+        the images evaluation shows this member, by the training's own gather: its sampling
+        over the first stream, a two-stream flow centred on that clip, frame pairs."""
+        cfg = self.input
+        n = tf.shape(record[SOURCES[self.streams[0]]])[0]
+        if self.streams[0] == "rgbdiff":
+            n = tf.maximum(n - 1, 1)
+        idx = temporal_indices(n, cfg.clip_frames, sampling=cfg.sampling,
                                training=False, num_segments=cfg.num_segments,
                                frame_step=cfg.frame_step)
-        out = {self.streams[0]: tf.gather(first, idx)}
-        for s in self.streams[1:]:
-            out[s] = tf.gather(jpegs[s], flow_indices(idx, cfg.frames_of(s),
-                                                      tf.shape(jpegs[s])[0]))
-        return out
+        return gather_streams(record, cfg, idx)
 
     def probabilities(self, pixels: dict[str, tf.Tensor]) -> tf.Tensor:
         """float32 pixels in [0, 255] per stream -> softmax scores in the export's label
         order."""
-        x = {s: normalize(p, self.input.normalization_of(s)) for s, p in pixels.items()}
+        x = {s: stream_values(normalize(p, self.input.normalization_of(s)), s)
+             for s, p in pixels.items()}
         logits = clip_logits(self.model(x if len(x) > 1 else x[self.streams[0]],
                                         training=False), self.clip_aggregation)
         probs = tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
@@ -217,7 +228,7 @@ def _stream_inputs(members: Sequence[Member]) -> dict[str, tuple[int, int]]:
     inputs = {}
     for m in members:
         for s in m.streams:
-            name, frames = INPUTS[s], m.input.frames_of(s)
+            name, frames = INPUTS[s], m.input.images_of(s)
             t, _ = inputs.setdefault(name, (frames, CHANNELS[s]))
             if t != frames:
                 raise ValueError(f"the models reading {name!r} take clips of {t} and {frames} "
@@ -263,35 +274,40 @@ def export_members(members: Sequence[Member], export_dir: str, *, labels: Sequen
         return {PROBABILITIES_OUTPUT: probs, CLASSES_OUTPUT: classes,
                 LABELS_OUTPUT: tf.gather(label_table, classes), SCORES_OUTPUT: scores}
 
-    def per_member(fn, tensors):
-        """fn(member, {stream: one clip's input}) -> {stream: [T, H, W, C] float32}, over
-        the batch, for each member."""
-        by_stream = dict(zip([_STREAMS[n] for n in names], tensors))
+    def per_member(fn, tensors, keys=lambda m: m.streams):
+        """fn(member, {key: one clip's tensor}) -> {stream: [images, H, W, C] float32},
+        over the batch, for each member; ``tensors`` by key (default: by stream)."""
         out = []
         for m in members:
-            specs = {s: tf.TensorSpec([m.input.frames_of(s), *m.image_size, CHANNELS[s]],
+            specs = {s: tf.TensorSpec([m.input.images_of(s), *m.image_size, CHANNELS[s]],
                                       tf.float32) for s in m.streams}
-            out.append(tf.map_fn(lambda x, m=m: fn(m, x),
-                                 {s: by_stream[s] for s in m.streams},
+            out.append(tf.map_fn(lambda x, m=m: fn(m, x), {k: tensors[k] for k in keys(m)},
                                  fn_output_signature=specs))
         return out
+
+    def by_stream(tensors):
+        return dict(zip([_STREAMS[n] for n in names], tensors))
 
     def decode_clip(m: Member, jpegs: dict):
         return {s: decode_frames(x, m.image_size)[..., :CHANNELS[s]] for s, x in jpegs.items()}
 
     def serving_default(*jpegs):
-        return outputs_from_pixels(per_member(decode_clip, jpegs))
+        return outputs_from_pixels(per_member(decode_clip, by_stream(jpegs)))
+
+    sources = sorted({k for m in members for k in m.sources})
+    features = {"rgb": schema.FRAMES, "flow": schema.FLOW, "flow_backward": schema.FLOW_BACKWARD}
 
     def serving_examples(examples):
-        parsed = schema.parse_clips(examples, with_flow=FLOW_INPUT in inputs)
-        streams = [parsed[schema.FLOW if n == FLOW_INPUT else schema.FRAMES] for n in names]
+        parsed = schema.parse_clips(examples, with_flow="flow" in sources,
+                                    with_backward="flow_backward" in sources)
         return outputs_from_pixels(per_member(lambda m, x: decode_clip(m, m.sample(x)),
-                                              streams))
+                                              {k: parsed[features[k]] for k in sources},
+                                              keys=lambda m: m.sources))
 
     def serving_tensor(*frames):
         return outputs_from_pixels(per_member(
             lambda m, clips: {s: resize_cover_crop(c, m.image_size) for s, c in clips.items()},
-            frames))
+            by_stream(frames)))
 
     if len(members) == 1:  # one model: its settings at the top level, as clients read them
         meta = {"labels": labels, **members[0].describe(), "top_k": k}

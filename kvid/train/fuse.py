@@ -25,7 +25,7 @@ MEMBERS_DIR = "members"
 PRESETS = {
     # Simonyan & Zisserman 2014 (averaging); Carreira & Zisserman 2017 (two-stream I3D:
     # "averaging predictions equally").
-    "average": {"rgb": 1.0, "flow": 1.0},
+    "average": {"rgb": 1.0, "flow": 1.0, "rgbdiff": 1.0},
     "tsn": {"rgb": 1.0, "flow": 1.5},  # Wang et al. 2016: spatial 1, temporal 1.5
     "lrcn": {"rgb": 1 / 3, "flow": 2 / 3},  # Donahue et al. 2015: flow weighted 2/3
 }

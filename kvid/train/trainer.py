@@ -53,6 +53,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
+    # schedule "step": the fractions of training at which the rate is divided by 10
+    lr_steps: tuple[float, ...] = (0.5, 0.75)
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     mixed_precision: bool = False
@@ -62,12 +64,15 @@ class TrainConfig:
     freeze_backbone: bool = False  # train only the new head (with pretrained)
     # with pretrained: the backbone trains at learning_rate x this, the new head at learning_rate
     backbone_lr_scale: float = 1.0
-    # "rgb", "flow" (the stored 8-bit flow: ingest --flow) or "rgb+flow" (two-stream
-    # models); None: the model's own
+    # "rgb", "flow" (the stored 8-bit flow: ingest --flow), "rgb+flow" (two-stream
+    # models) or "rgbdiff" (TSN's RGB difference, any RGB model); None: the model's own
     modality: str | None = None
     # rgb+flow: flow images per clip when not clip_frames, centred on the RGB clip
     # (Simonyan & Zisserman: 1 RGB frame, 10 flow)
     flow_frames: int | None = None
+    # "forward", or "bidirectional": each flow stack's first half is backward flow
+    # (Simonyan & Zisserman; ingest --flow-backward)
+    flow_direction: str = "forward"
     resume: bool = False
     overwrite: bool = False  # replace a run already in output_dir (else FileExistsError)
     seed: int = 0
@@ -94,15 +99,25 @@ class TrainConfig:
                              f"Received: schedule={self.schedule!r}")
         for name in ("epochs", "batch_size", "frame_step", "num_segments"):
             validate.positive(name, getattr(self, name), integer=True)
-        if self.modality is not None and self.modality not in ("rgb", "flow", "rgb+flow"):
-            raise ValueError("modality must be rgb, flow or rgb+flow. "
+        from kvid.data.pipeline import FLOW_DIRECTIONS, MODALITIES
+
+        if self.modality is not None and self.modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}. "
                              f"Received: modality={self.modality!r}")
+        if self.flow_direction not in FLOW_DIRECTIONS:
+            raise ValueError(f"flow_direction must be one of {FLOW_DIRECTIONS}. "
+                             f"Received: flow_direction={self.flow_direction!r}")
         if self.clip_aggregation not in CLIP_AGGREGATIONS:
             raise ValueError(f"clip_aggregation must be one of {CLIP_AGGREGATIONS}. "
                              f"Received: clip_aggregation={self.clip_aggregation!r}")
         for name in ("clip_frames", "image_size", "steps_per_epoch", "flow_frames"):
             validate.positive(name, getattr(self, name), integer=True, optional=True)
         validate.positive("learning_rate", self.learning_rate)
+        steps = tuple(validate.positive("lr_steps", f) for f in self.lr_steps)
+        if not steps or max(steps) >= 1 or list(steps) != sorted(set(steps)):
+            raise ValueError("lr_steps must be increasing fractions of training in (0, 1). "
+                             f"Received: lr_steps={self.lr_steps!r}")
+        object.__setattr__(self, "lr_steps", steps)
         validate.non_negative("warmup_epochs", self.warmup_epochs)
         validate.non_negative("weight_decay", self.weight_decay)
         if validate.non_negative("label_smoothing", self.label_smoothing) >= 1:
@@ -376,9 +391,10 @@ def _schedule(config: TrainConfig, steps_per_epoch: int):
                 lr / 10, decay_steps=max(1, total - warmup), warmup_target=lr,
                 warmup_steps=warmup)
         return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
-    if config.schedule == "step":  # x0.1 at 50% and 75% of training, as in the C3D/I3D recipes
+    if config.schedule == "step":  # x0.1 at each of lr_steps (fractions of training)
         return keras.optimizers.schedules.PiecewiseConstantDecay(
-            [int(total * 0.5), int(total * 0.75)], [lr, lr * 0.1, lr * 0.01])
+            [max(1, int(total * f)) for f in config.lr_steps],
+            [lr * 0.1 ** i for i in range(len(config.lr_steps) + 1)])
     from kvid.models.multigrid import multigrid_lr_schedule  # noqa: PLC0415
 
     return multigrid_lr_schedule(lr, total_steps=total, warmup_steps=min(warmup, total - 1),
@@ -443,7 +459,8 @@ def input_config(config: TrainConfig, info: dict):
         modality=resolve_modality(config, info),
         normalize=normalization, augment=AugmentConfig(crop=config.crop, flip=config.flip),
         label_mode="one_hot" if config.label_smoothing > 0 else "sparse",
-        labels=tuple(info["labels"]), flow_frames=config.flow_frames)
+        labels=tuple(info["labels"]), flow_frames=config.flow_frames,
+        flow_direction=config.flow_direction)
 
 
 def resolve_modality(config: TrainConfig, info: dict) -> str:
@@ -452,7 +469,9 @@ def resolve_modality(config: TrainConfig, info: dict) -> str:
 
     own = get_model_info(config.model).modality
     modality = config.modality or own
-    if modality != own and "modality" not in (builder_keywords(config.model) or ()):
+    rgb_like = modality == "rgbdiff" and own == "rgb"  # 3 channels: every RGB model takes it
+    if modality != own and not rgb_like and \
+            "modality" not in (builder_keywords(config.model) or ()):
         raise ValueError(f"{config.model!r} takes {own} only (its builder has no modality "
                          f"argument). Received: modality={modality!r}")
     if (modality == "rgb+flow") != (own == "rgb+flow"):
@@ -464,6 +483,9 @@ def resolve_modality(config: TrainConfig, info: dict) -> str:
     if "flow" in modality and info.get("flow", "none") == "none":
         raise ValueError(f"modality {modality!r} needs optical flow in the records: ingest "
                          "with --flow farneback (or dis, tvl1)")
+    if config.flow_direction == "bidirectional" and not info.get("flow_backward"):
+        raise ValueError("flow_direction bidirectional (--flow-direction) needs the backward "
+                         "flow in the records: ingest with --flow METHOD --flow-backward")
     return modality
 
 
@@ -566,7 +588,7 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
     arguments) runs before the folder is touched, so a refused run leaves it as it was.
     """
     from kvid.data import load_dataset_info
-    from kvid.models.registry import build_model, get_model_info
+    from kvid.models.registry import build_model, builder_keywords, get_model_info
 
     paths = RunPaths(config.output_dir)
     resuming = check_output(config, paths)
@@ -584,7 +606,11 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
         input_shape = (None, None, None, input_shape[-1])
     # a builder with a modality argument (LRCN, fusion, TSN, I3D) builds the flow network
     own = get_model_info(config.model).modality
-    stream = {"modality": cfg.modality} if cfg.modality != own else {}
+    keywords = builder_keywords(config.model) or ()
+    stream = {"modality": cfg.modality} if cfg.modality != own and "modality" in keywords else {}
+    if cfg.sampling == "segments" and "num_segments" in keywords and \
+            "num_segments" not in config.model_kwargs:  # TSN's stacks: the data's K
+        stream["num_segments"] = cfg.num_segments
     steps = config.steps_per_epoch or (math.ceil(num_train / config.batch_size)
                                        if num_train else 100)
     if multigrid:

@@ -29,6 +29,13 @@ class TooShortError(ValueError):
     """A video has fewer frames than one clip and the policy is ``reject``."""
 
 
+def backward_flow_mask(flow_frames: int, stack: int) -> tuple[bool, ...]:
+    """Bi-directional flow (Simonyan & Zisserman): in each stack of ``stack`` consecutive
+    flow images the first half are backward flows (frame i + 1 back to i), the rest forward,
+    so a stack spans the same frames either way. True where a backward flow goes."""
+    return tuple(j % stack < stack // 2 for j in range(flow_frames))
+
+
 def window_clips(
     num_frames: int,
     clip_frames: int,

@@ -69,3 +69,23 @@ def test_a_paper_run_trains_with_the_recipe(tiny_data, tmp_path, capsys):
     assert (saved["optimizer"], saved["learning_rate"], saved["schedule"], saved["crop"]) == (
         "sgd", 0.003, "step", "random")
     assert (saved["clip_frames"], saved["epochs"]) == (4, 1)
+
+
+def test_step_schedule_divides_at_the_recipes_fractions(capsys):
+    from kvid.train.trainer import _schedule
+
+    c3d = _config(["--data", "d", "--output", "o", "--model", "c3d", "--preset", "paper"])
+    assert c3d.lr_steps == (0.25, 0.5, 0.75)  # /10 every 4 of 16 epochs
+    schedule = _schedule(c3d, steps_per_epoch=10)
+    rates = [float(schedule(step)) for step in (0, 40, 41, 80, 81, 121, 159)]
+    assert rates == pytest.approx([0.003, 0.003, 3e-4, 3e-4, 3e-5, 3e-6, 3e-6])
+    given = _config(["--data", "d", "--output", "o", "--model", "c3d", "--preset", "paper",
+                     "--lr-steps", "0.5"])
+    assert given.lr_steps == (0.5,)
+    assert json.loads(json.dumps(TrainConfig(data_dir="d", output_dir="o", model="c3d",
+                                             lr_steps=[0.3, 0.6]).lr_steps)) == [0.3, 0.6]
+    for bad in ("0.8,0.5", "0.5,1.5", "0.5,0.5"):
+        assert main(["train", "--data", "d", "--output", "o", "--model", "c3d",
+                     "--lr-steps", bad]) == 2
+        err = capsys.readouterr().err
+        assert "lr_steps must be increasing" in err and len(err.strip().splitlines()) == 1
