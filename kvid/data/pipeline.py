@@ -202,7 +202,7 @@ def _pixels(src: tf.Tensor, channels: int, window: tf.Tensor | None = None) -> t
     return px[..., :channels]
 
 
-def _positions(clip: dict, cfg: InputConfig) -> tf.Tensor:
+def sample_positions(clip: dict, cfg: InputConfig) -> tf.Tensor:
     """How many positions a clip can be sampled at: the first stream's images, less one
     for RGB difference (each position needs its successor)."""
     n = tf.shape(clip[SOURCES[cfg.streams[0]]])[0]
@@ -216,7 +216,7 @@ def _sampled_frames(clip: dict, cfg: InputConfig, *, training: bool, seed, phase
     with both streams the indices are drawn over the frames and the flow of the last frame
     repeats the one before, so ``clip_frames`` may equal the stored T.
     """
-    n = _positions(clip, cfg)
+    n = sample_positions(clip, cfg)
     needed = [SOURCES[s] for s in cfg.streams]
     if cfg.flow_direction == "bidirectional":
         needed.append("flow_backward")
@@ -586,7 +586,7 @@ def _view_starts(clip: dict, cfg: InputConfig, num_clips: int) -> tf.Tensor:
     spaced over the whole video (``video_frames``), each taken by the chunk that owns its
     start, so a video gives N views whether it is one record or several. A clip window (or
     a decoded video file) gives N over its own frames."""
-    n = _positions(clip, cfg)
+    n = sample_positions(clip, cfg)
     span = clip_span(cfg.clip_frames, cfg.frame_step)
     phases = tf.constant(view_phases(num_clips))
 
@@ -624,7 +624,7 @@ def clip_views(clip: dict, cfg: InputConfig, num_clips: int, num_crops: int):
     h, w = cfg.image_size
     if cfg.sampling == "dense":
         starts = _view_starts(clip, cfg, num_clips)
-        n = _positions(clip, cfg)
+        n = sample_positions(clip, cfg)
         idx = tf.math.floormod(starts[:, None] + tf.range(t) * cfg.frame_step,
                                tf.maximum(n, 1))
         sampled = gather_streams(clip, cfg, idx)  # [V*T] per stream

@@ -42,7 +42,8 @@ import numpy as np
 import tensorflow as tf
 
 from kvid import schema
-from kvid.data.pipeline import CHANNELS, SOURCES, InputConfig, gather_streams, stream_values
+from kvid.data.pipeline import (CHANNELS, SOURCES, InputConfig, gather_streams,
+                                sample_positions, stream_values)
 from kvid.data.preprocess import decode_frames, normalize, resize_cover_crop
 from kvid.data.sampling import temporal_indices
 from kvid.models import clip_logits
@@ -155,10 +156,8 @@ class Member:
         the images evaluation shows this member, by the training's own gather: its sampling
         over the first stream, a two-stream flow centred on that clip, frame pairs."""
         cfg = self.input
-        n = tf.shape(record[SOURCES[self.streams[0]]])[0]
-        if self.streams[0] == "rgbdiff":
-            n = tf.maximum(n - 1, 1)
-        idx = temporal_indices(n, cfg.clip_frames, sampling=cfg.sampling,
+        idx = temporal_indices(sample_positions(record, cfg), cfg.clip_frames,
+                               sampling=cfg.sampling,
                                training=False, num_segments=cfg.num_segments,
                                frame_step=cfg.frame_step)
         return gather_streams(record, cfg, idx)

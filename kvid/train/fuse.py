@@ -62,6 +62,10 @@ def resolve_weights(modalities: Sequence[str], weights: Sequence[float] | None,
         preset = preset or "average"
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}. Received: {preset!r}")
+        missing = sorted(set(modalities) - set(PRESETS[preset]))
+        if missing:
+            raise ValueError(f"preset {preset!r} has no weight for {', '.join(missing)} "
+                             f"(it weighs {', '.join(PRESETS[preset])}): give --weights")
         weights = [PRESETS[preset][m] for m in modalities]
     weights = [float(w) for w in weights]
     if len(weights) != len(modalities):

@@ -237,3 +237,11 @@ def test_tsn_rgb_and_bidirectional_flow_fused_from_cli(bidi, tmp_path, capsys):
     assert "clips of 2 + 4" in printed.err
     assert sorted(ln.split()[1] for ln in printed.out.strip().splitlines()) == \
         sorted(bidi["info"]["labels"])
+
+
+def test_a_preset_without_the_members_modality_asks_for_weights():
+    from kvid.train.fuse import resolve_weights
+
+    assert resolve_weights(["rgb", "rgbdiff"], None, "average") == ([1.0, 1.0], "average")
+    with pytest.raises(ValueError, match="preset 'tsn' has no weight for rgbdiff .*--weights"):
+        resolve_weights(["rgb", "rgbdiff"], None, "tsn")
