@@ -22,5 +22,18 @@ echo "wrote requirements.lock ($(grep -c '==' requirements.lock) pins)"
   --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
   --no-header --no-annotate --quiet \
   | grep -v -E '^triton==' > requirements-convert.lock
+cat >> requirements-convert.lock <<'EOT'
+# MoViNet's reference, TF Model Garden, with --no-deps like the rest: the smallest set that
+# imports official.projects.movinet.modeling (its declared requirements pull in ~60 more,
+# opencv, pandas, sacrebleu, tf-text ... none of which that module uses).
+tf-models-official==2.20.0
+gin-config==0.5.0
+tensorflow-datasets==4.9.10
+etils==1.15.0
+toml==0.10.2
+promise==2.3
+immutabledict==4.3.1
+pycocotools==2.0.11
+EOT
 echo "wrote requirements-convert.lock ($(grep -c '==' requirements-convert.lock) pins)"
 

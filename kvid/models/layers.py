@@ -374,7 +374,10 @@ class DepthwiseConv3D(layers.Layer):
     strided ``depthwise_conv`` over the frames it reads (time folded into the batch).
     ``padding`` is ``"same"`` (TensorFlow's: asymmetric in space at stride 2; time stride 1)
     or ``(pt, ph, pw)`` zeros on both sides as PyTorch pads, which converted checkpoints
-    need (any stride: ir-CSN's convs stride 2 in time). Kernel: ``(kt, kh, kw, channels, 1)``.
+    need (any stride: ir-CSN's convs stride 2 in time), or ``"buffered"``: TensorFlow's
+    "same" in space and none in time, the caller having put the kt - 1 frames before the
+    clip in front of it (a causal conv's stream buffer, MoViNet). Kernel:
+    ``(kt, kh, kw, channels, 1)``.
     """
 
     def __init__(self, kernel_size, strides=1, padding="same",
@@ -383,9 +386,10 @@ class DepthwiseConv3D(layers.Layer):
         self.kernel_size = _triple(kernel_size)
         self.strides = _triple(strides)
         self.padding = padding if isinstance(padding, str) else _triple(padding)
-        if self.padding != "same" and (len(self.padding) != 3 or min(self.padding) < 0):
-            raise ValueError(f"DepthwiseConv3D padding must be 'same' or 3 ints >= 0. "
-                             f"Received: padding={padding!r}")
+        if self.padding not in ("same", "buffered") and (
+                isinstance(self.padding, str) or len(self.padding) != 3 or min(self.padding) < 0):
+            raise ValueError(f"DepthwiseConv3D padding must be 'same', 'buffered' or 3 ints "
+                             f">= 0. Received: padding={padding!r}")
         if self.padding == "same" and (self.strides[0] != 1 or self.kernel_size[0] % 2 == 0):
             raise ValueError(f"DepthwiseConv3D with 'same' padding needs time stride 1 and an "
                              f"odd temporal kernel. Received: kernel_size={kernel_size}, "
@@ -400,6 +404,8 @@ class DepthwiseConv3D(layers.Layer):
         """Explicit (time, height, width) padding and the 2D convs' own padding mode."""
         if self.padding == "same":
             return (self.kernel_size[0] // 2, 0, 0), "same"
+        if self.padding == "buffered":
+            return (0, 0, 0), "same"
         return self.padding, "valid"
 
     def call(self, x):

@@ -29,6 +29,7 @@ from kvid.models import (
     fusion,
     hidden_two_stream,
     i3d,
+    movinet,
     mvit,
     r2plus1d,
     recurrent,
@@ -192,7 +193,7 @@ MODELS: dict[str, ModelInfo] = {
 }
 
 # Variants that convert published checkpoints (kvid.pretrained), declared next to their builders.
-for _module in (r2plus1d, s3d, x3d, resnet3d, i3d, swin3d, slowfast, mvit):
+for _module in (r2plus1d, s3d, x3d, resnet3d, i3d, swin3d, slowfast, mvit, movinet):
     MODELS.update(_module.ZOO)
 
 

@@ -29,3 +29,12 @@ def torchvision(torch):
 @pytest.fixture(scope="session")
 def pytorchvideo(torch):
     return require("pytorchvideo")
+
+
+@pytest.fixture(scope="session")
+def model_garden():
+    """TF Model Garden's MoViNet modules (tf-models-official, in the conversion extra)."""
+    require("official.projects.movinet.modeling.movinet")
+    from official.projects.movinet.modeling import movinet, movinet_model
+
+    return movinet, movinet_model
