@@ -461,6 +461,11 @@ def _graph_of(model: keras.Model) -> _Graph:
     return graph
 
 
+def is_stream_model(model: keras.Model) -> bool:
+    """Whether ``model`` is a causal MoViNet (a step model can run it frame by frame)."""
+    return any(isinstance(layer, StreamBuffer) for layer in model.layers)
+
+
 def state_shapes(model_id: str, frame_size: tuple[int, int], conv_type: str = "3d",
                  positional_encoding: bool = False) -> dict[str, tuple]:
     """Shape (without batch) and dtype of each state of the step model on frames of

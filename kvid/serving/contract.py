@@ -13,6 +13,10 @@ DEFAULT_SIGNATURE = "serving_default"  # JPEG frames; what a request naming none
 EXAMPLES_SIGNATURE = "serving_examples"  # serialized clip records (kvid/schema.py); TFMA's
 TENSOR_SIGNATURE = "serving_tensor"  # float32 pixels in [0, 255]
 METADATA_SIGNATURE = "kvid_metadata"  # the preprocessing JSON, as TF Serving hides assets
+# A stream model's (MoViNet *_stream): TF Serving keeps no state, so the client carries it.
+STREAM_INIT_SIGNATURE = "stream_init"  # BATCH_SIZE_INPUT -> zero states
+STREAM_STEP_SIGNATURE = "stream_step"  # FRAMES_INPUT chunk [B, n] + states -> outputs + states
+BATCH_SIZE_INPUT = "batch_size"  # int32 scalar
 
 # Inputs.
 FRAMES_INPUT = "frames"  # DEFAULT_SIGNATURE and TENSOR_SIGNATURE of an rgb model

@@ -19,7 +19,12 @@ export never writes into it: the SavedModel is written to a hidden sibling
 (``.<version>.tmp-XXXX``, which no server takes for a version: they load numeric names
 only) and renamed into place; an existing version is replaced only with ``overwrite``.
 
-A fourth signature, ``kvid_metadata``, answers the same preprocessing JSON (label map, clip
+A stream model (a causal MoViNet, ``movinet_*_stream``) also gets ``stream_init``
+(``batch_size`` -> zero states) and ``stream_step`` (``frames`` [batch, n] JPEG, any n, and
+the states -> the same outputs for everything seen so far, and the new states): TF Serving
+keeps no state between requests, so its client sends them back each step.
+
+A further signature, ``kvid_metadata``, answers the same preprocessing JSON (label map, clip
 frames, image size, normalization, fps) through the serving API itself, because TF
 Serving's metadata endpoint exposes signatures but not assets: ``request`` string [batch]
 (any values) -> ``metadata`` string [batch]. ``kvid predict`` reads the model's fps there.
@@ -47,8 +52,10 @@ from kvid.data.pipeline import (CHANNELS, SOURCES, InputConfig, gather_streams,
 from kvid.data.preprocess import decode_frames, normalize, resize_cover_crop
 from kvid.data.sampling import temporal_indices
 from kvid.models import clip_logits
-from kvid.serving.contract import (ASSETS_DIR, ASSETS_EXTRA_DIR, CLASSES_OUTPUT,
-                                   DEFAULT_SIGNATURE, EXAMPLES_INPUT, EXAMPLES_SIGNATURE,
+from kvid.serving.contract import (ASSETS_DIR, ASSETS_EXTRA_DIR, BATCH_SIZE_INPUT,
+                                   CLASSES_OUTPUT, DEFAULT_SIGNATURE, EXAMPLES_INPUT,
+                                   EXAMPLES_SIGNATURE, FRAMES_INPUT, STREAM_INIT_SIGNATURE,
+                                   STREAM_STEP_SIGNATURE,
                                    LABELS_FILE, LABELS_OUTPUT, METADATA_INPUT,
                                    METADATA_OUTPUT, METADATA_SIGNATURE, PREPROCESSING_FILE,
                                    PROBABILITIES_OUTPUT, SCORES_OUTPUT, STREAM_INPUTS,
@@ -264,14 +271,17 @@ def export_members(members: Sequence[Member], export_dir: str, *, labels: Sequen
     label_table = tf.constant(labels)
     total_weight = float(sum(m.weight for m in members))
 
+    def outputs_of(probs):
+        scores, classes = tf.math.top_k(probs, k=k)
+        return {PROBABILITIES_OUTPUT: probs, CLASSES_OUTPUT: classes,
+                LABELS_OUTPUT: tf.gather(label_table, classes), SCORES_OUTPUT: scores}
+
     def outputs_from_pixels(pixels_per_member):
         probs = None
         for m, pixels in zip(members, pixels_per_member):
             p = m.probabilities(pixels) * (m.weight / total_weight)
             probs = p if probs is None else probs + p
-        scores, classes = tf.math.top_k(probs, k=k)
-        return {PROBABILITIES_OUTPUT: probs, CLASSES_OUTPUT: classes,
-                LABELS_OUTPUT: tf.gather(label_table, classes), SCORES_OUTPUT: scores}
+        return outputs_of(probs)
 
     def per_member(fn, tensors, keys=lambda m: m.streams):
         """fn(member, {key: one clip's tensor}) -> {stream: [images, H, W, C] float32},
@@ -308,6 +318,7 @@ def export_members(members: Sequence[Member], export_dir: str, *, labels: Sequen
             lambda m, clips: {s: resize_cover_crop(c, m.image_size) for s, c in clips.items()},
             by_stream(frames)))
 
+    stream = _stream_signatures(members, outputs_of)
     if len(members) == 1:  # one model: its settings at the top level, as clients read them
         meta = {"labels": labels, **members[0].describe(), "top_k": k}
     else:
@@ -315,6 +326,8 @@ def export_members(members: Sequence[Member], export_dir: str, *, labels: Sequen
                 "modality": "+".join(s for s, n in INPUTS.items() if n in inputs),
                 "inputs": {n: t for n, (t, _) in inputs.items()},
                 "members": [{**m.describe(), "weight": m.weight} for m in members]}
+    if stream:  # the signatures a client runs frame by frame, carrying the states
+        meta["stream"] = {"init": STREAM_INIT_SIGNATURE, "step": STREAM_STEP_SIGNATURE}
     meta.update(extra_metadata or {})
     meta_json = json.dumps(meta, indent=2)
 
@@ -354,6 +367,9 @@ def export_members(members: Sequence[Member], export_dir: str, *, labels: Sequen
             METADATA_SIGNATURE: tf.function(kvid_metadata, input_signature=[
                 tf.TensorSpec([None], tf.string, name=METADATA_INPUT)]),
         }
+        if stream:
+            root.step_model = stream.pop("_step")
+            signatures.update(stream)
         for name, fn in signatures.items():
             setattr(root, name, fn)
         out = os.path.join(tmp, "model")
@@ -367,6 +383,42 @@ def export_members(members: Sequence[Member], export_dir: str, *, labels: Sequen
     finally:  # the temp folder, and the replaced version if there was one
         shutil.rmtree(tmp, ignore_errors=True)
     return export_dir
+
+
+def _stream_signatures(members: Sequence[Member], outputs_of) -> dict:
+    """``stream_init`` and ``stream_step`` of a one-model export of a causal MoViNet
+    (through its step model, which shares the model's weights); {} for any other."""
+    from kvid.models.movinet import build_movinet_step, is_stream_model
+
+    if len(members) != 1 or not is_stream_model(members[0].model):
+        return {}
+    m = members[0]
+    step = build_movinet_step(m.model, m.image_size)
+    states = [t for t in step.inputs if t.name != "rgb"]
+
+    def stream_init(batch_size):
+        return {t.name: tf.zeros(tf.concat([[batch_size], t.shape[1:]], 0), t.dtype)
+                for t in states}
+
+    def stream_step(frames, *values):
+        pixels = tf.map_fn(lambda clip: decode_frames(clip, m.image_size), frames,
+                           fn_output_signature=tf.TensorSpec([None, *m.image_size, 3],
+                                                             tf.float32))
+        x = normalize(pixels, m.input.normalization_of("rgb"))
+        out = step({"rgb": x, **{t.name: v for t, v in zip(states, values)}}, training=False)
+        probs = tf.nn.softmax(tf.cast(out["logits"], tf.float32), axis=-1)
+        if m.label_order is not None:
+            probs = tf.gather(probs, m.label_order, axis=-1)
+        return {**outputs_of(probs), **{t.name: out[t.name] for t in states}}
+
+    return {
+        "_step": step,
+        STREAM_INIT_SIGNATURE: tf.function(stream_init, input_signature=[
+            tf.TensorSpec([], tf.int32, name=BATCH_SIZE_INPUT)]),
+        STREAM_STEP_SIGNATURE: tf.function(stream_step, input_signature=[
+            tf.TensorSpec([None, None], tf.string, name=FRAMES_INPUT),
+            *(tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name) for t in states)]),
+    }
 
 
 def _gray_clip(t: int, h: int, w: int) -> list[bytes]:

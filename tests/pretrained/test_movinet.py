@@ -163,3 +163,42 @@ def test_the_stream_model_trains_from_the_cli_as_its_causal_clip_model(tiny_data
         states = {k: v for k, v in out.items() if k != "logits"}
     np.testing.assert_allclose(out["logits"].numpy(),
                                loaded.model(x, training=False).numpy(), atol=2e-5)
+
+
+def test_a_stream_models_export_streams_through_the_serving_api(tmp_path):
+    """stream_init + stream_step of the SavedModel, frame by frame with the states carried
+    by the caller (as a TF Serving client must), end at serving_default's scores on the
+    whole clip; a base model's export has no stream signatures."""
+    from kvid.train.export import export_saved_model
+    from kvid.video.frames import encode_jpeg
+
+    keras.utils.set_random_seed(0)
+    model = _kvid(FORMS["lite_pos"], num_classes=4, frame_shape=(32, 32))
+    for w in model.weights:
+        if "scale" in w.path:
+            w.assign(np.float32(0.7))
+    rng = np.random.default_rng(2)
+    clip = [encode_jpeg(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(5)]
+    out = export_saved_model(model, str(tmp_path / "m" / "1"), labels=list("abcd"),
+                             clip_frames=5, image_size=(32, 32), normalization="unit")
+    served = tf.saved_model.load(out)
+    assert {"stream_init", "stream_step"} <= set(served.signatures)
+    whole = served.signatures["serving_default"](frames=tf.constant([clip]))
+    states = served.signatures["stream_init"](batch_size=tf.constant(1))
+    assert len(states) == len(state_shapes("a0", (32, 32), "2plus1d", True))
+    for frame in clip:
+        step = served.signatures["stream_step"](frames=tf.constant([[frame]]), **states)
+        states = {k: v for k, v in step.items() if k in states}
+    np.testing.assert_allclose(step["probabilities"].numpy(),
+                               whole["probabilities"].numpy(), atol=1e-5)
+    assert step["labels"].numpy()[0, 0] == whole["labels"].numpy()[0, 0]
+    import json
+    import os
+
+    meta = json.load(open(os.path.join(out, "assets", "kvid.json")))
+    assert meta["stream"] == {"init": "stream_init", "step": "stream_step"}
+    from kvid.data import InputConfig
+    from kvid.train.export import Member, _stream_signatures
+
+    base = _kvid(FORMS["base"], num_classes=4, frame_shape=(32, 32))
+    assert _stream_signatures([Member(base, InputConfig(5, (32, 32)))], None) == {}

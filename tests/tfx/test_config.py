@@ -74,3 +74,22 @@ def test_the_paper_preset_fills_what_is_not_given():
     assert (config.clip_frames, config.image_size, config.optimizer, config.learning_rate,
             config.batch_size, config.crop, config.epochs) == (16, 112, "sgd", 0.003, 30,
                                                                "random", 3)
+
+
+def test_step_drops_and_bidirectional_flow_reach_the_trainer():
+    from kvid.tfx.pipeline import create_pipeline
+
+    env = {"KVID_SCHEDULE": "step", "KVID_LR_STEPS": "0.4 0.8", "KVID_DATA_ROOT": "/videos",
+           "KVID_NUM_CLASSES": "3", "KVID_FLOW": "dis", "KVID_MODALITY": "rgb+flow",
+           "KVID_MODEL": "two_stream", "KVID_FLOW_FRAMES": "10",
+           "KVID_FLOW_DIRECTION": "bidirectional"}
+    with pytest.raises(ValueError, match="needs the backward flow"):
+        PipelineConfig.load(environ=env)
+    config = PipelineConfig.load(environ={**env, "KVID_FLOW_BACKWARD": "1"})
+    assert config.lr_steps == (0.4, 0.8) and config.ingest_config().flow_backward
+    trainer = next(c for c in create_pipeline(config, local=False).components
+                   if c.id == "Trainer")
+    custom = json.loads(trainer.exec_properties["custom_config"])
+    assert (custom["lr_steps"], custom["flow_direction"]) == ([0.4, 0.8], "bidirectional")
+    paper = PipelineConfig.load(environ={"KVID_MODEL": "c3d", "KVID_PRESET": "paper"})
+    assert paper.lr_steps == (0.25, 0.5, 0.75)  # C3D's /10 every 4 of 16 epochs
