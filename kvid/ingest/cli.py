@@ -134,7 +134,8 @@ def config_from_args(args: argparse.Namespace) -> IngestConfig:
         fps=args.fps, clip_frames=args.clip_frames, stride=args.stride, max_clips=args.max_clips,
         segments=args.segments, snippet=args.snippet, short_policy=args.short_policy,
         short_side=args.short_side, size=args.size, jpeg_quality=args.jpeg_quality,
-        flow=args.flow, flow_backward=args.flow_backward, compression=COMPRESSIONS[1] if args.compression == "gzip" else "",
+        flow=args.flow, flow_backward=args.flow_backward,
+        compression=COMPRESSIONS[1] if args.compression == "gzip" else "",
         split_ratios=args.split_ratios, seed=args.seed, workers=args.workers,
         num_shards=args.num_shards, shard_mb=args.shard_mb)
 

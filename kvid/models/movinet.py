@@ -466,31 +466,21 @@ def is_stream_model(model: keras.Model) -> bool:
     return any(isinstance(layer, StreamBuffer) for layer in model.layers)
 
 
-def state_shapes(model_id: str, frame_size: tuple[int, int], conv_type: str = "3d",
-                 positional_encoding: bool = False) -> dict[str, tuple]:
-    """Shape (without batch) and dtype of each state of the step model on frames of
-    ``frame_size`` (H, W): stream buffers, running sums, frame counts."""
-    spec = SPECS[model_id]
-    split = conv_type == "2plus1d"
-    h, w = (-(-s // 2) for s in frame_size)  # after the stem's stride 2
-    shapes = {}
-    for b, block in enumerate(spec.blocks):
-        for i, (expand, kernel, stride) in enumerate(zip(block.expand, block.kernels,
-                                                         block.strides)):
-            name = f"state_block{b}_layer{i}"
-            if split and stride[1] > 1:  # the per-frame conv strides before the buffer
-                h, w = -(-h // 2), -(-w // 2)
-            if kernel[0] > 1:
-                shapes[f"{name}_stream_buffer"] = ((kernel[0] - 1, h, w, expand), "float32")
-            shapes[f"{name}_pool_buffer"] = ((1, 1, 1, expand), "float32")
-            shapes[f"{name}_pool_frame_count"] = ((1,), "int32")
-            if positional_encoding:
-                shapes[f"{name}_pos_enc_frame_count"] = ((1,), "int32")
-            if not split and stride[1] > 1:
-                h, w = -(-h // 2), -(-w // 2)
-    shapes["state_head_pool_buffer"] = ((1, 1, 1, spec.project), "float32")
-    shapes["state_head_pool_frame_count"] = ((1,), "int32")
-    return shapes
+def _graph_for(model: keras.Model) -> _Graph:
+    graph = getattr(model, "_kvid_graph", None) or _graph_of(model)
+    if not graph.causal:
+        raise ValueError(f"build_movinet_step needs a causal MoViNet (a *_stream model); "
+                         f"{model.name!r} is not causal")
+    return graph
+
+
+def state_shapes(model: keras.Model, frame_size: tuple[int, int]) -> dict[str, tuple]:
+    """Shape (without batch) and dtype of each state of a causal MoViNet's step model on
+    frames of ``frame_size`` (H, W): stream buffers, running sums, frame counts, read off
+    the network itself (a symbolic pass from a video's start), so they cannot disagree."""
+    # one frame (a static length): the buffers' time axis comes out static too
+    _, states = _graph_for(model).run(keras.Input((1, *frame_size, 3)), None)
+    return {k: (tuple(v.shape[1:]), v.dtype) for k, v in states.items()}
 
 
 def build_movinet_step(model: keras.Model, frame_size: tuple[int, int],
@@ -499,15 +489,10 @@ def build_movinet_step(model: keras.Model, frame_size: tuple[int, int],
     layers (so its weights): inputs ``{"rgb": [B, frames, H, W, 3], <state>: ...}``,
     outputs ``{"logits": ..., <state>: ...}`` with the states of :func:`state_shapes`.
     Start a video with zeros (:func:`initial_states`)."""
-    graph = getattr(model, "_kvid_graph", None) or _graph_of(model)
-    if not graph.causal:
-        raise ValueError(f"build_movinet_step needs a causal MoViNet (a *_stream model); "
-                         f"{model.name!r} is not causal")
+    graph = _graph_for(model)
     h, w = frame_size
-    model_id = next(k for k, v in SPECS.items() if v == graph.spec)
     states = {k: keras.Input(shape, dtype=dtype, name=k)
-              for k, (shape, dtype) in state_shapes(model_id, (h, w), graph.conv_type,
-                                                    graph.positional_encoding).items()}
+              for k, (shape, dtype) in state_shapes(model, (h, w)).items()}
     frames_in = keras.Input((frames, h, w, 3), name="rgb")
     logits, new = graph.run(frames_in, states)
     outputs = {"logits": logits, **{k: new[k] for k in states}}

@@ -114,9 +114,9 @@ def test_the_step_model_streams_the_causal_model(form):
             w.assign(rng.uniform(0.5, 1.5, tuple(w.shape)).astype("float32"))
     step = build_movinet_step(model, (32, 32))
     assert step.count_params() == model.count_params()  # the same weights, shared
-    shapes = state_shapes("a0", (32, 32), FORMS[form].get("conv_type", "3d"),
-                          form == "lite_pos")
+    shapes = state_shapes(model, (32, 32))
     assert {t.name for t in step.inputs} == {"rgb", *shapes}
+    assert any("pos_enc" in k for k in shapes) == (form == "lite_pos")
     # block 1's first layer (K33, stride 2): a 3d conv buffers its input, 2plus1d its
     # per-frame conv's strided output
     assert shapes["state_block1_layer0_stream_buffer"][0] == (
@@ -185,7 +185,7 @@ def test_a_stream_models_export_streams_through_the_serving_api(tmp_path):
     assert {"stream_init", "stream_step"} <= set(served.signatures)
     whole = served.signatures["serving_default"](frames=tf.constant([clip]))
     states = served.signatures["stream_init"](batch_size=tf.constant(1))
-    assert len(states) == len(state_shapes("a0", (32, 32), "2plus1d", True))
+    assert len(states) == len(state_shapes(model, (32, 32)))
     for frame in clip:
         step = served.signatures["stream_step"](frames=tf.constant([[frame]]), **states)
         states = {k: v for k, v in step.items() if k in states}
