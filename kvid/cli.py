@@ -252,14 +252,29 @@ def _add_export_args(p):
     p.add_argument("--clip-aggregation", choices=("mean", "last"),
                    help="per-step models (LRCN): clip logits from the mean or the last step "
                         "(default: the run's)")
+    p.add_argument("--tflite", choices=("float32", "float16", "int8"),
+                   help="write a TF Lite folder (model.tflite, labels.txt, kvid.json) to "
+                        "OUTPUT instead of a SavedModel: float32, float16 weights, or int8 "
+                        "weights and activations calibrated on the run's training clips")
+    p.add_argument("--calibration-clips", type=positive_int, default=100,
+                   help="--tflite int8: training clips to calibrate on")
+    p.add_argument("--calibration-data", metavar="DIR",
+                   help="--tflite int8: data folder to calibrate on (default: the run's)")
 
 
 def _cmd_export(args) -> int:
-    from kvid.train.runs import export_run
+    from kvid.train.runs import export_run, export_run_tflite
 
-    path = export_run(args.run, args.output, weights=args.weights, model_name=args.model_name,
-                      top_k=args.top_k, overwrite=args.overwrite,
-                      clip_aggregation=args.clip_aggregation)
+    if args.tflite:
+        path = export_run_tflite(args.run, args.output, quantization=args.tflite,
+                                 weights=args.weights, calibration_clips=args.calibration_clips,
+                                 calibration_data=args.calibration_data,
+                                 overwrite=args.overwrite,
+                                 clip_aggregation=args.clip_aggregation)
+    else:
+        path = export_run(args.run, args.output, weights=args.weights,
+                          model_name=args.model_name, top_k=args.top_k,
+                          overwrite=args.overwrite, clip_aggregation=args.clip_aggregation)
     print(f"exported {path}")
     return 0
 

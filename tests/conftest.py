@@ -17,3 +17,15 @@ def tiny_data(tmp_path_factory):
     generate(videos, SynthConfig(num_classes=3, videos_per_class=6, frames=16, size=48))
     info = run_ingest(videos, data, IngestConfig(clip_frames=4, size=(32, 32)))
     return {"videos": videos, "data": data, "info": info}
+
+
+@pytest.fixture(scope="session")
+def movinet_stream_run(tiny_data, tmp_path_factory):
+    """movinet_a0_stream trained briefly from the CLI on tiny_data (its run folder)."""
+    from kvid.cli import main
+
+    run = str(tmp_path_factory.mktemp("movinet") / "run")
+    assert main(["train", "--data", tiny_data["data"], "--output", run, "--model",
+                 "movinet_a0_stream", "--preset", "tiny", "--epochs", "2", "--batch-size",
+                 "8", "--steps-per-epoch", "2"]) == 0
+    return run

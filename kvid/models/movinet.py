@@ -190,6 +190,30 @@ class StreamBuffer(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kvid")
+class FramePooling(layers.Layer):
+    """Average pooling within each frame ("same" padding, as Model Garden's (1, k, k)
+    AveragePooling3D): a 2D pool over batch x time, since TF Lite has no 3D pool."""
+
+    def __init__(self, pool_size: int = 3, strides: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.pool_size, self.strides = int(pool_size), int(strides)
+
+    def call(self, x):
+        shape = ops.shape(x)
+        frames = ops.reshape(x, (-1, shape[2], shape[3], x.shape[-1]))
+        pooled = ops.average_pool(frames, self.pool_size, self.strides, padding="same")
+        out = ops.shape(pooled)
+        return ops.reshape(pooled, (shape[0], shape[1], out[1], out[2], x.shape[-1]))
+
+    def compute_output_shape(self, input_shape):
+        b, t, h, w, c = input_shape
+        return b, t, *(None if d is None else -(-d // self.strides) for d in (h, w)), c
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size, "strides": self.strides}
+
+
+@keras.saving.register_keras_serializable(package="kvid")
 class StreamMean(layers.Layer):
     """Mean over space and over every frame so far, continuing from ``total`` (the sum of
     the earlier frames' spatial means) and ``count`` (their number).
@@ -375,8 +399,8 @@ class _Graph:
         downsample = any(s > 1 for s in stride)
         if downsample or inputs.shape[-1] != filters:
             if downsample:
-                skip = self.layer(f"{p}__skip__skip_pool", lambda n: layers.AveragePooling3D(
-                    (1, 3, 3), strides=(1, 2, 2), padding="same", name=n))(skip)
+                skip = self.layer(f"{p}__skip__skip_pool",
+                                  lambda n: FramePooling(3, 2, name=n))(skip)
             skip = self.pointwise(skip, filters, f"{p}__skip__skip_project__conv3d")
             skip = self.bn(skip, f"{p}__skip__skip_project__bn")
         return self.layer(f"{name}__add", lambda n: layers.Add(name=n))([x, skip])

@@ -41,3 +41,6 @@ PREPROCESSING_FILE = "kvid.json"  # in ASSETS_DIR: what METADATA_SIGNATURE answe
 ASSETS_EXTRA_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"  # in ASSETS_EXTRA_DIR: PredictionLog records
 WARMUP_PATH = os.path.join(ASSETS_EXTRA_DIR, WARMUP_FILE)
+# A TF Lite export (kvid export --tflite) is a folder of this file, LABELS_FILE and
+# PREPROCESSING_FILE; its signatures are DEFAULT_SIGNATURE and STREAM_STEP_SIGNATURE.
+TFLITE_FILE = "model.tflite"

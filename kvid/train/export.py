@@ -62,6 +62,8 @@ from kvid.serving.contract import (ASSETS_DIR, ASSETS_EXTRA_DIR, BATCH_SIZE_INPU
                                    TENSOR_SIGNATURE, WARMUP_FILE)
 
 INPUTS = STREAM_INPUTS  # the signatures' input of each stream
+# The record feature of each image source (Member.sources).
+_FEATURES = {"rgb": schema.FRAMES, "flow": schema.FLOW, "flow_backward": schema.FLOW_BACKWARD}
 _STREAMS = {name: stream for stream, name in INPUTS.items()}
 
 
@@ -168,6 +170,22 @@ class Member:
                                training=False, num_segments=cfg.num_segments,
                                frame_step=cfg.frame_step)
         return gather_streams(record, cfg, idx)
+
+    def decode(self, jpegs: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """One clip's JPEG images per stream -> float32 pixels [images, H, W, C]."""
+        return {s: decode_frames(x, self.image_size)[..., :CHANNELS[s]]
+                for s, x in jpegs.items()}
+
+    def parse_record(self, serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One serialized record -> its images by :attr:`sources` name."""
+        sources = self.sources
+        parsed = schema.parse_clip(serialized, with_flow="flow" in sources,
+                                   with_backward="flow_backward" in sources)
+        return {k: parsed[_FEATURES[k]] for k in sources}
+
+    def record_pixels(self, record: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """A record's images -> the pixels of the clip evaluation shows this member."""
+        return self.decode(self.sample(record))
 
     def probabilities(self, pixels: dict[str, tf.Tensor]) -> tf.Tensor:
         """float32 pixels in [0, 255] per stream -> softmax scores in the export's label
@@ -297,20 +315,16 @@ def export_members(members: Sequence[Member], export_dir: str, *, labels: Sequen
     def by_stream(tensors):
         return dict(zip([_STREAMS[n] for n in names], tensors))
 
-    def decode_clip(m: Member, jpegs: dict):
-        return {s: decode_frames(x, m.image_size)[..., :CHANNELS[s]] for s, x in jpegs.items()}
-
     def serving_default(*jpegs):
-        return outputs_from_pixels(per_member(decode_clip, by_stream(jpegs)))
+        return outputs_from_pixels(per_member(Member.decode, by_stream(jpegs)))
 
     sources = sorted({k for m in members for k in m.sources})
-    features = {"rgb": schema.FRAMES, "flow": schema.FLOW, "flow_backward": schema.FLOW_BACKWARD}
 
     def serving_examples(examples):
         parsed = schema.parse_clips(examples, with_flow="flow" in sources,
                                     with_backward="flow_backward" in sources)
-        return outputs_from_pixels(per_member(lambda m, x: decode_clip(m, m.sample(x)),
-                                              {k: parsed[features[k]] for k in sources},
+        return outputs_from_pixels(per_member(Member.record_pixels,
+                                              {k: parsed[_FEATURES[k]] for k in sources},
                                               keys=lambda m: m.sources))
 
     def serving_tensor(*frames):
@@ -404,12 +418,8 @@ def _stream_signatures(members: Sequence[Member], outputs_of) -> dict:
         pixels = tf.map_fn(lambda clip: decode_frames(clip, m.image_size), frames,
                            fn_output_signature=tf.TensorSpec([None, *m.image_size, 3],
                                                              tf.float32))
-        x = normalize(pixels, m.input.normalization_of("rgb"))
-        out = step({"rgb": x, **{t.name: v for t, v in zip(states, values)}}, training=False)
-        probs = tf.nn.softmax(tf.cast(out["logits"], tf.float32), axis=-1)
-        if m.label_order is not None:
-            probs = tf.gather(probs, m.label_order, axis=-1)
-        return {**outputs_of(probs), **{t.name: out[t.name] for t in states}}
+        probs, new = step_outputs(m, step, pixels, {t.name: v for t, v in zip(states, values)})
+        return {**outputs_of(probs), **new}
 
     return {
         "_step": step,
@@ -419,6 +429,18 @@ def _stream_signatures(members: Sequence[Member], outputs_of) -> dict:
             tf.TensorSpec([None, None], tf.string, name=FRAMES_INPUT),
             *(tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name) for t in states)]),
     }
+
+
+def step_outputs(member: Member, step: keras.Model, pixels: tf.Tensor,
+                 states: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+    """A stream model's step on float32 pixels [B, n, H, W, 3] in [0, 255] -> (softmax
+    scores so far, in the export's label order; the new states)."""
+    x = normalize(pixels, member.input.normalization_of("rgb"))
+    out = step({"rgb": x, **states}, training=False)
+    probs = tf.nn.softmax(tf.cast(out["logits"], tf.float32), axis=-1)
+    if member.label_order is not None:
+        probs = tf.gather(probs, member.label_order, axis=-1)
+    return probs, {k: out[k] for k in states}
 
 
 def _gray_clip(t: int, h: int, w: int) -> list[bytes]:

@@ -127,6 +127,32 @@ def export_run(run_dir: str, export_dir: str, *, weights: str = "best",
                           warmup=_warmup(run), overwrite=overwrite)
 
 
+def export_run_tflite(run_dir: str, output_dir: str, *, quantization: str,
+                      weights: str = "best", calibration_clips: int = 100,
+                      calibration_data: str | None = None, overwrite: bool = False,
+                      clip_aggregation: str | None = None) -> str:
+    """A run's model as a TF Lite folder (:func:`kvid.train.tflite.export_tflite`); int8
+    calibrates on ``calibration_clips`` clips of the training split of ``calibration_data``
+    (default: the run's own data folder)."""
+    from kvid import validate
+    from kvid.train.fuse import is_fusion
+    from kvid.train.tflite import calibration_clips as clips_of, export_tflite
+
+    validate.positive("calibration_clips", calibration_clips, integer=True)
+    check_export_dir(output_dir, overwrite)
+    if os.path.isfile(run_dir) or is_fusion(run_dir):
+        raise ValueError(f"{run_dir}: TF Lite export takes a run folder of `kvid train` (a "
+                         "fused or converted model: export the SavedModel instead)")
+    run = load_run(run_dir, weights)
+    member = member_of(run, clip_aggregation=clip_aggregation)
+    calibration = None
+    if quantization == "int8":
+        data = calibration_data or run.config.data_dir
+        calibration = clips_of(member, data, count=calibration_clips).as_numpy_iterator()
+    return export_tflite(member, output_dir, labels=run.labels, quantization=quantization,
+                         calibration=calibration, overwrite=overwrite)
+
+
 def member_of(run: Run, *, weight: float = 1.0, label_order=None,
               clip_aggregation: str | None = None) -> Member:
     """A run's model as an export member, with the input it was trained on."""

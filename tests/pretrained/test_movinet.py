@@ -143,15 +143,10 @@ def test_the_step_model_streams_the_causal_model(form):
                            (32, 32))
 
 
-def test_the_stream_model_trains_from_the_cli_as_its_causal_clip_model(tiny_data, tmp_path):
-    from kvid.cli import main
+def test_the_stream_model_trains_from_the_cli_as_its_causal_clip_model(movinet_stream_run):
     from kvid.train.runs import load_run
 
-    run = str(tmp_path / "run")
-    assert main(["train", "--data", tiny_data["data"], "--output", run, "--model",
-                 "movinet_a0_stream", "--preset", "tiny", "--epochs", "1", "--batch-size",
-                 "8", "--steps-per-epoch", "2"]) == 0
-    loaded = load_run(run)
+    loaded = load_run(movinet_stream_run)
     assert loaded.model.name == "movinet_a0_stream"
     assert loaded.model.get_layer("block1_layer0__bneck__feature__buffer").size == 2
     # the trained run's model (loaded from its .keras file) streams with its own layers
