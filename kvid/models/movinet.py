@@ -214,6 +214,35 @@ class FramePooling(layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="kvid")
+class FrameConv(layers.Conv3D):
+    """A Conv3D whose kernel and stride are 1 in time, computed within each frame as a 2D
+    conv: the same weights (kernel [1, kh, kw, in, out]), but TF Lite quantizes CONV_2D
+    to int8 and runs CONV_3D in float only."""
+
+    def __init__(self, filters, kernel_size, **kwargs):
+        super().__init__(filters, kernel_size, **kwargs)
+        if self.kernel_size[0] != 1 or self.strides[0] != 1 or self.dilation_rate[0] != 1:
+            raise ValueError(f"FrameConv needs kernel, stride and dilation 1 in time; got "
+                             f"{self.kernel_size}, {self.strides}, {self.dilation_rate}")
+
+    def call(self, x):
+        shape = ops.shape(x)
+        frames = ops.reshape(x, (-1, shape[2], shape[3], x.shape[-1]))
+        y = ops.conv(frames, self.kernel[0], strides=self.strides[1:], padding=self.padding)
+        if self.use_bias:
+            y = y + self.bias
+        out = ops.shape(y)
+        y = ops.reshape(y, (shape[0], shape[1], out[1], out[2], self.filters))
+        return y if self.activation is None else self.activation(y)
+
+
+def _reciprocal(x):
+    """1 / x for x > 0 as rsqrt(x)^2: TF Lite's int8 DIV refuses a divisor whose quantized
+    value is 0 (any x at the range's zero point), RSQRT has no such check."""
+    return ops.square(ops.rsqrt(x))
+
+
+@keras.saving.register_keras_serializable(package="kvid")
 class StreamMean(layers.Layer):
     """Mean over space and over every frame so far, continuing from ``total`` (the sum of
     the earlier frames' spatial means) and ``count`` (their number).
@@ -238,10 +267,10 @@ class StreamMean(layers.Layer):
         if self.causal:
             sums = ops.cumsum(space, axis=1) + total
             steps = ops.cast(ops.arange(1, frames + 1), x.dtype)[None, :, None, None, None]
-            mean, new_total = sums / (seen + steps), sums[:, -1:]
+            mean, new_total = sums * _reciprocal(seen + steps), sums[:, -1:]
         else:
             new_total = ops.sum(space, axis=1, keepdims=True) + total
-            mean = new_total / (seen + ops.cast(frames, x.dtype))
+            mean = new_total * _reciprocal(seen + ops.cast(frames, x.dtype))
             if self.with_frames:
                 mean = ops.repeat(mean, frames, axis=1)
         if self.with_frames:
@@ -317,8 +346,7 @@ class _Graph:
         return self.layer(name, lambda n: MovinetActivation(fn, name=n))(x)
 
     def pointwise(self, x, filters, name, *, bias=False):
-        return self.layer(name, lambda n: layers.Conv3D(
-            filters, 1, use_bias=bias, name=n))(x)
+        return self.layer(name, lambda n: FrameConv(filters, 1, use_bias=bias, name=n))(x)
 
     def run(self, x, states: dict | None):
         """-> (logits, new states); ``states`` None: a clip from its start (no state inputs)."""
@@ -328,7 +356,7 @@ class _Graph:
             return None if states is None else states[key]
 
         spec = self.spec
-        x = self.layer("stem__stem__conv3d", lambda n: layers.Conv3D(
+        x = self.layer("stem__stem__conv3d", lambda n: FrameConv(
             spec.stem, K13, strides=S12, padding="same", use_bias=False, name=n))(x)
         x = self.act(self.bn(x, "stem__stem__bn"), self.activation, "stem__stem__act")
         for b, block in enumerate(spec.blocks):

@@ -13,9 +13,10 @@ preprocessing JSON plus a ``"tflite"`` entry). The ``.tflite`` file has
   states, as a TF Serving client does.
 
 ``float16`` stores the weights as float16; ``int8`` quantizes weights and activations,
-calibrated on clips of the run's training shards, with float32 inputs and outputs so one app
-serves all three. int8 is refused for a model with 3D convolutions (TF Lite's CONV_3D is
-float only; MoViNet's included) or recurrent layers (the calibrator crashes on their loop).
+calibrated on clips of the run's training shards (each also stepped frame by frame for
+``stream_step``), with float32 inputs and outputs so one app serves all three. int8 is refused
+for a model with 3D convolutions (TF Lite's CONV_3D is float only; MoViNet's 1 x k x k ones
+are computed as 2D convs) or recurrent layers (the calibrator crashes on their loop).
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def export_tflite(member: Member, output_dir: str, *, labels: Sequence[str],
         if quantization == "float16":
             converter.target_spec.supported_types = [tf.float16]
         if quantization == "int8":
-            converter.representative_dataset = lambda: _representative(calibration)
+            converter.representative_dataset = lambda: _representative(member, step,
+                                                                       calibration, states)
         content = converter.convert()
         out = os.path.join(tmp, "out")
         os.makedirs(out)
@@ -150,8 +152,11 @@ def _check_int8(model) -> None:
             yield layer
             if hasattr(layer, "layers"):  # a nested backbone
                 yield from layers_of(layer)
+    from kvid.models.movinet import FrameConv  # a Conv3D computed as 2D convs
+
     for layer in layers_of(model):
-        kind = ("3D convolutions" if isinstance(layer, keras.layers.Conv3D) else
+        conv3d = isinstance(layer, keras.layers.Conv3D) and not isinstance(layer, FrameConv)
+        kind = ("3D convolutions" if conv3d else
                 "recurrent layers" if isinstance(layer, (keras.layers.RNN,
                                                          keras.layers.Bidirectional))
                 else None)
@@ -168,10 +173,21 @@ def _step_model(member: Member):
     return None
 
 
-def _representative(clips):
-    """What the int8 calibrator runs: the clips, a batch of one each."""
+def _representative(member: Member, step, clips, states: dict):
+    """What the int8 calibrator runs: each clip whole and, for a stream model, stepped a
+    frame at a time from zero states by the Keras step model (so the states' ranges are
+    those of real videos)."""
     for c in clips:
-        yield DEFAULT_SIGNATURE, {k: np.asarray(v, np.float32)[None] for k, v in c.items()}
+        c = {k: np.asarray(v, np.float32)[None] for k, v in c.items()}
+        yield DEFAULT_SIGNATURE, c
+        if step is None:
+            continue
+        s = {k: tf.zeros(spec.shape, spec.dtype) for k, spec in states.items()}
+        for t in range(c[FRAMES_INPUT].shape[1]):
+            frame = c[FRAMES_INPUT][:, t:t + 1]
+            yield STREAM_STEP_SIGNATURE, {FRAMES_INPUT: frame,
+                                          **{k: v.numpy() for k, v in s.items()}}
+            _, s = step_outputs(member, step, tf.constant(frame), s)
 
 
 class TFLiteModel:

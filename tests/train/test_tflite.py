@@ -57,13 +57,34 @@ def test_a_stream_movinet_runs_in_the_tflite_interpreter(movinet_stream_run, tin
         np.testing.assert_allclose(probs, whole, atol=1e-4)  # the causal clip model's
         ends.append(probs)
     assert max(np.abs(a - b).max() for a, b in zip(ends, ends[1:])) > 1e-4  # clips differ
+    # int8, calibrated on the training clips whole and stepped: clip and stream both quantized
+    q = str(tmp_path / "int8")
+    assert main(["export", movinet_stream_run, q, "--tflite", "int8",
+                 "--calibration-clips", "20"]) == 0
+    lite8 = TFLiteModel(q)
+    assert [d["dtype"] for d in lite8.interpreter.get_tensor_details()].count(np.int8) > 50
+    assert os.path.getsize(os.path.join(q, "model.tflite")) < 0.5 * os.path.getsize(
+        os.path.join(out, "model.tflite"))
+    for clip, end in zip(clips, ends):
+        assert np.abs(lite8.clip(frames=clip["frames"]) - end).max() < 0.05
+        states = lite8.initial_states()
+        for frame in clip["frames"]:
+            probs, states = lite8.step(frame, states)
+        assert np.abs(probs - end).max() < 0.05
+        assert probs.argmax() == end.argmax() or np.sort(end)[-1] - np.sort(end)[-2] < 0.1
     capsys.readouterr()
-    # int8: TF Lite has no int8 3D convolution; an existing folder needs --overwrite
-    assert main(["export", movinet_stream_run, str(tmp_path / "q"), "--tflite", "int8"]) == 2
-    err = capsys.readouterr().err
-    assert "3D convolutions" in err and len(err.strip().splitlines()) == 1
     assert main(["export", movinet_stream_run, out, "--tflite", "float32"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_int8_refuses_3d_and_recurrent_layers():
+    from kvid.models import build_model
+    from kvid.train.tflite import _check_int8
+
+    for name, kind in (("c3d", "3D convolutions"), ("cnn_gru", "recurrent layers")):
+        with pytest.raises(ValueError, match=kind):
+            _check_int8(build_model(name, (4, 32, 32, 3), 3, preset="tiny"))
+    _check_int8(build_model("movinet_a0_stream", (4, 32, 32, 3), 3, preset="tiny"))
 
 
 @pytest.fixture(scope="module")
