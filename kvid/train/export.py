@@ -35,6 +35,7 @@ clients share.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -103,6 +104,25 @@ def swap_in(new: str, export_dir: str, aside: str, overwrite: bool) -> None:
         if moved:
             os.rename(aside, export_dir)  # keep serving the old version
         raise
+
+
+@contextlib.contextmanager
+def staged(output_dir: str, overwrite: bool = False):
+    """Writes a folder atomically: yields ``(tmp, new)``, a hidden temp folder beside
+    ``output_dir`` for scratch files and the path to write the result at; on success
+    ``new`` is swapped in (:func:`swap_in`), and the temp folder, with any replaced
+    version, is deleted either way. Hidden and non-numeric: TF Serving and kvid serve
+    never take it for a version."""
+    output_dir = os.path.normpath(output_dir)
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
+    try:
+        new = os.path.join(tmp, "new")
+        yield tmp, new
+        swap_in(new, output_dir, os.path.join(tmp, "replaced"), overwrite)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,11 +368,7 @@ def export_members(members: Sequence[Member], export_dir: str, *, labels: Sequen
     def kvid_metadata(request):
         return {METADATA_OUTPUT: tf.fill(tf.shape(request)[:1], meta_json)}
 
-    parent = os.path.dirname(os.path.abspath(export_dir))
-    os.makedirs(parent, exist_ok=True)
-    # Hidden and non-numeric: TF Serving and kvid serve never take it for a version.
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(export_dir)}.tmp-", dir=parent)
-    try:
+    with staged(export_dir, overwrite) as (tmp, out):
         asset_dir = os.path.join(tmp, "_assets_src")
         os.makedirs(asset_dir)
         labels_path = os.path.join(asset_dir, LABELS_FILE)
@@ -386,16 +402,12 @@ def export_members(members: Sequence[Member], export_dir: str, *, labels: Sequen
             signatures.update(stream)
         for name, fn in signatures.items():
             setattr(root, name, fn)
-        out = os.path.join(tmp, "model")
         tf.saved_model.save(root, out, signatures=signatures)
         warmup = dict(warmup or {})
         for n, (t, _) in inputs.items():  # a real clip when given, else a gray one
             frames = list(warmup.get(n) or [])
             warmup[n] = (frames * t)[:t] if frames else _gray_clip(t, *members[0].image_size)
         _write_warmup(out, model_name, {n: warmup[n] for n in inputs})
-        swap_in(out, export_dir, os.path.join(tmp, "replaced"), overwrite)
-    finally:  # the temp folder, and the replaced version if there was one
-        shutil.rmtree(tmp, ignore_errors=True)
     return export_dir
 
 

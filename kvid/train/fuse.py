@@ -15,7 +15,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from typing import Sequence
 
 FUSION_FILE = "fusion.json"
@@ -81,7 +80,7 @@ def fuse_runs(run_dirs: Sequence[str], output: str, *, weights: Sequence[float] 
               overwrite: bool = False) -> dict:
     """Writes the fused folder ``output`` (atomically: a hidden temp folder, then a rename)
     and returns its ``fusion.json``. The runs must have the same classes (in any order)."""
-    from kvid.train.export import swap_in
+    from kvid.train.export import staged
 
     if len(run_dirs) < 2:
         raise ValueError(f"fusion needs at least two runs. Received: {len(run_dirs)}")
@@ -114,12 +113,7 @@ def fuse_runs(run_dirs: Sequence[str], output: str, *, weights: Sequence[float] 
         m.update(dir=f"{MEMBERS_DIR}/{i}", weight=w)
         del m["labels"]
     spec = {"labels": labels, "preset": preset, "checkpoint": checkpoint, "members": members}
-    parent = os.path.dirname(os.path.abspath(output))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.normpath(output))}.tmp-",
-                           dir=parent)
-    try:
-        new = os.path.join(tmp, "fused")
+    with staged(output, overwrite) as (_, new):
         for m, found in zip(members, files):
             dest = os.path.join(new, m["dir"])
             os.makedirs(dest)
@@ -127,9 +121,6 @@ def fuse_runs(run_dirs: Sequence[str], output: str, *, weights: Sequence[float] 
                 shutil.copy2(src, os.path.join(dest, name))
         with open(os.path.join(new, FUSION_FILE), "w") as f:
             json.dump(spec, f, indent=2)
-        swap_in(new, os.path.normpath(output), os.path.join(tmp, "replaced"), overwrite)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return spec
 
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Iterable, Sequence
 
 import keras
@@ -35,7 +33,7 @@ from kvid.data.pipeline import CHANNELS
 from kvid.serving.contract import (DEFAULT_SIGNATURE, FRAMES_INPUT, LABELS_FILE,
                                    PREPROCESSING_FILE, PROBABILITIES_OUTPUT,
                                    STREAM_STEP_SIGNATURE, TFLITE_FILE)
-from kvid.train.export import INPUTS, Member, check_export_dir, step_outputs, swap_in
+from kvid.train.export import INPUTS, Member, check_export_dir, staged, step_outputs
 
 QUANTIZATIONS = ("float32", "float16", "int8")
 
@@ -107,10 +105,7 @@ def export_tflite(member: Member, output_dir: str, *, labels: Sequence[str],
                              input_signature=[frame, *states.values()])
         signatures.append(STREAM_STEP_SIGNATURE)
 
-    parent = os.path.dirname(os.path.abspath(output_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.tmp-", dir=parent)
-    try:
+    with staged(output_dir, overwrite) as (tmp, out):
         saved = os.path.join(tmp, "saved_model")
         archive.write_out(saved, verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved,
@@ -123,7 +118,6 @@ def export_tflite(member: Member, output_dir: str, *, labels: Sequence[str],
             converter.representative_dataset = lambda: _representative(member, step,
                                                                        calibration, states)
         content = converter.convert()
-        out = os.path.join(tmp, "out")
         os.makedirs(out)
         with open(os.path.join(out, TFLITE_FILE), "wb") as f:
             f.write(content)
@@ -138,23 +132,16 @@ def export_tflite(member: Member, output_dir: str, *, labels: Sequence[str],
             meta["tflite"]["states"] = {n: list(s.shape) for n, s in states.items()}
         with open(os.path.join(out, PREPROCESSING_FILE), "w") as f:
             json.dump(meta, f, indent=2)
-        swap_in(out, output_dir, os.path.join(tmp, "replaced"), overwrite)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return output_dir
 
 
 def _check_int8(model) -> None:
     """Refuses the layers TF Lite cannot run in int8: CONV_3D has float kernels only, and
     the calibrator crashes the process on a Keras RNN's loop."""
-    def layers_of(m):
-        for layer in m.layers:
-            yield layer
-            if hasattr(layer, "layers"):  # a nested backbone
-                yield from layers_of(layer)
     from kvid.models.movinet import FrameConv  # a Conv3D computed as 2D convs
+    from kvid.pretrained.checkpoint import weighted_layers
 
-    for layer in layers_of(model):
+    for layer in weighted_layers(model):
         conv3d = isinstance(layer, keras.layers.Conv3D) and not isinstance(layer, FrameConv)
         kind = ("3D convolutions" if conv3d else
                 "recurrent layers" if isinstance(layer, (keras.layers.RNN,
@@ -213,17 +200,19 @@ class TFLiteModel:
         out = self._clip(**{k: np.asarray(v, np.float32)[None] for k, v in pixels.items()})
         return out[PROBABILITIES_OUTPUT][0]
 
-    def initial_states(self) -> dict[str, np.ndarray]:
+    def _stream_step(self):
         if self._step is None:
             raise ValueError("this TF Lite model has no stream_step (not a stream MoViNet)")
+        return self._step
+
+    def initial_states(self) -> dict[str, np.ndarray]:
         return {k: np.zeros(d["shape"], d["dtype"])
-                for k, d in self._step.get_input_details().items() if k != FRAMES_INPUT}
+                for k, d in self._stream_step().get_input_details().items()
+                if k != FRAMES_INPUT}
 
     def step(self, frame: np.ndarray, states: dict) -> tuple[np.ndarray, dict]:
         """One frame [H, W, 3] and the states -> (probabilities so far [C], new states)."""
-        if self._step is None:
-            self.initial_states()  # raises
-        out = self._step(**{FRAMES_INPUT: np.asarray(frame, np.float32)[None, None]},
+        out = self._stream_step()(**{FRAMES_INPUT: np.asarray(frame, np.float32)[None, None]},
                          **states)
         probs = out.pop(PROBABILITIES_OUTPUT)[0]
         return probs, out
