@@ -28,9 +28,11 @@ import grpc
 import numpy as np
 
 from kvid.cliargs import non_negative_int, positive_float, positive_int
-from kvid.serving.contract import (CLASSES_OUTPUT, DEFAULT_SIGNATURE, FRAMES_INPUT,
-                                   LABELS_OUTPUT, METADATA_INPUT, METADATA_OUTPUT,
-                                   METADATA_SIGNATURE, PROBABILITIES_OUTPUT, STREAM_INPUTS)
+from kvid.serving.contract import (BATCH_SIZE_INPUT, CLASSES_OUTPUT, DEFAULT_SIGNATURE,
+                                   FRAMES_INPUT, LABELS_OUTPUT, METADATA_INPUT,
+                                   METADATA_OUTPUT, METADATA_SIGNATURE, PROBABILITIES_OUTPUT,
+                                   STREAM_INIT_SIGNATURE, STREAM_INPUTS,
+                                   STREAM_STEP_SIGNATURE, STREAMS_PATH)
 from kvid.serving.errors import HTTP_STATUS, ServingError
 
 _CODE_OF_HTTP = {status: code for code, status in reversed(HTTP_STATUS.items())}
@@ -114,7 +116,8 @@ class Client:
         path = f"{self._url.path}/v1/models/{urllib.parse.quote(self.model, safe='')}"
         return path + (f"/versions/{version}" if version is not None else "") + suffix
 
-    def _rest(self, method: str, path: str, body: bytes | None = None) -> dict:
+    def _rest(self, method: str, path: str, body: bytes | None = None,
+              content_type: str = "application/json") -> dict:
         for attempt in (0, 1):  # a kept-alive connection may have been closed by the server
             conn = getattr(self._local, "conn", None)
             if conn is None:
@@ -125,7 +128,7 @@ class Client:
                     timeout=self.timeout)
             try:
                 conn.request(method, path, body=body,
-                             headers={"Content-Type": "application/json"} if body else {})
+                             headers={"Content-Type": content_type} if body else {})
                 response = conn.getresponse()
                 data = response.read()
                 break
@@ -134,7 +137,7 @@ class Client:
                 self._local.conn = None
                 if attempt:
                     raise
-        if response.status != 200:
+        if not 200 <= response.status < 300:
             try:
                 message = json.loads(data)["error"]
             except (ValueError, KeyError, TypeError):
@@ -249,6 +252,16 @@ class Client:
         return {n: _from_json(v, outputs[n]["dtype"], n.endswith("_bytes"))
                 for n, v in columns.items()}
 
+    def open_stream(self, top_k: int = 5, version: int | None = None, *,
+                    carry: bool = False) -> "Stream":
+        """A stream model's frame-by-frame classifier. Over REST to ``kvid serve`` the
+        server holds the states (a stream session); ``carry`` (and always over gRPC, or
+        against TF Serving) runs ``stream_init``/``stream_step`` and sends the states
+        back each step."""
+        if carry or self._stubs is not None:
+            return CarriedStream(self, top_k, version)
+        return SessionStream(self, top_k, version)
+
     def _predict_grpc(self, inputs, sig, signature_name, version) -> dict[str, np.ndarray]:
         import tensorflow as tf
         from tensorflow.core.framework import types_pb2
@@ -271,6 +284,77 @@ class Client:
             request.inputs[name].CopyFrom(to_tensor_proto(value, dtype))
         response = self._grpc(0, "Predict", request)
         return {k: from_tensor_proto(v) for k, v in response.outputs.items()}
+
+
+class Stream:
+    """``send(frames)`` (JPEG bytes, one or a few) -> the top-k [(label, score)] for
+    everything sent so far; ``frames`` counts them; ``close()`` ends the stream."""
+
+    frames = 0
+
+    def send(self, frames: list[bytes]) -> list[tuple[str, float]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SessionStream(Stream):
+    """The states held by ``kvid serve`` (kvid.serving.streams): only frames travel."""
+
+    def __init__(self, client: Client, top_k: int, version: int | None):
+        self._client = client
+        body = {"model_name": client.model, "top_k": top_k}
+        if version is not None:
+            body["model_version"] = version
+        doc = client._rest("POST", client._url.path + STREAMS_PATH,
+                           json.dumps(body).encode())
+        self.session, self.labels = doc["session"], doc["labels"]
+        self._path = f"{client._url.path}{STREAMS_PATH}/{self.session}"
+        self._open = True
+
+    def send(self, frames: list[bytes]) -> list[tuple[str, float]]:
+        if len(frames) == 1:  # one frame: the JPEG itself, no base64
+            doc = self._client._rest("POST", self._path, frames[0], "image/jpeg")
+        else:
+            doc = self._client._rest("POST", self._path, json.dumps(
+                {"frames": _jsonable(list(frames))}).encode())
+        self.frames = doc["frames"]
+        return [(t["label"], t["score"]) for t in doc["top_k"]]
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._client._rest("DELETE", self._path)
+
+
+class CarriedStream(Stream):
+    """TF Serving's way: the states go to ``stream_step`` and come back each step."""
+
+    def __init__(self, client: Client, top_k: int, version: int | None):
+        self._client, self._version, self._top_k = client, version, top_k
+        info = client.model_info(version) or {}
+        if STREAM_STEP_SIGNATURE not in client._signature_defs(version):
+            raise ValueError(f"model {client.model} has no {STREAM_STEP_SIGNATURE} "
+                             "signature: only a stream model (movinet_*_stream) streams")
+        self.labels = list(info.get("labels", []))
+        self.states = client.predict({BATCH_SIZE_INPUT: np.array(1, np.int32)},
+                                     STREAM_INIT_SIGNATURE, version)
+
+    def send(self, frames: list[bytes]) -> list[tuple[str, float]]:
+        out = self._client.predict({FRAMES_INPUT: np.array([list(frames)], dtype=object),
+                                    **self.states}, STREAM_STEP_SIGNATURE, self._version)
+        self.states = {k: out[k] for k in self.states}
+        self.frames += len(frames)
+        probs = out[PROBABILITIES_OUTPUT][0]
+        return [(self.labels[c] if c < len(self.labels) else f"#{c}", float(probs[c]))
+                for c in np.argsort(-probs, kind="stable")[:self._top_k]]
 
 
 # --------------------------------------------------------------------- kvid predict

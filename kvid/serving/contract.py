@@ -17,6 +17,8 @@ METADATA_SIGNATURE = "kvid_metadata"  # the preprocessing JSON, as TF Serving hi
 STREAM_INIT_SIGNATURE = "stream_init"  # BATCH_SIZE_INPUT -> zero states
 STREAM_STEP_SIGNATURE = "stream_step"  # FRAMES_INPUT chunk [B, n] + states -> outputs + states
 BATCH_SIZE_INPUT = "batch_size"  # int32 scalar
+# kvid serve's stream sessions (kvid.serving.streams), beside TF Serving's /v1/ API.
+STREAMS_PATH = "/kvid/streams"
 
 # Inputs.
 FRAMES_INPUT = "frames"  # DEFAULT_SIGNATURE and TENSOR_SIGNATURE of an rgb model

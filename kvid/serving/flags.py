@@ -13,8 +13,9 @@ import argparse
 import os
 import socket
 
-from kvid.cliargs import non_negative_float, number_type, port, positive_int
-from kvid.serving.contract import WARMUP_PATH
+from kvid.cliargs import (non_negative_float, non_negative_int, number_type, port,
+                          positive_float, positive_int)
+from kvid.serving.contract import STREAMS_PATH, WARMUP_PATH
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_MAX_BODY_BYTES = 64 << 20
@@ -23,6 +24,10 @@ DEFAULT_MAX_CONNECTIONS = 512
 # Decoded image pixels per request: 1e8 is ~300 MB of RGB, 3 clips of 16 full-HD frames,
 # hundreds of times a model input of 16x224x224; an 8000x8000 JPEG alone is 6.4e7.
 DEFAULT_MAX_DECODED_PIXELS = 100_000_000
+# Stream sessions (kvid.serving.streams): open at once, idle seconds, frames/s each.
+DEFAULT_STREAM_SESSIONS = 64
+DEFAULT_STREAM_IDLE_TIMEOUT_S = 60.0
+DEFAULT_STREAM_MAX_FPS = 60.0
 
 
 def _flag_bool(text: str) -> bool:
@@ -93,6 +98,18 @@ def configure_serve_parser(parser: argparse.ArgumentParser) -> argparse.Argument
     own.add_argument("--model_config_root", default=None,
                      help="folder that absolute base_paths of --model_config_file are "
                           "under (the container's /), e.g. serving")
+    streams = parser.add_argument_group(
+        "kvid serve stream sessions (stream models' states kept between requests, at "
+        f"{STREAMS_PATH} on the REST port)")
+    streams.add_argument("--stream_sessions", type=non_negative_int,
+                         default=DEFAULT_STREAM_SESSIONS,
+                         help="sessions open at once (more: 503); 0 turns the API off")
+    streams.add_argument("--stream_idle_timeout_s", type=positive_float,
+                         default=DEFAULT_STREAM_IDLE_TIMEOUT_S,
+                         help="a session without a frame this long is dropped")
+    streams.add_argument("--stream_max_fps", type=positive_float,
+                         default=DEFAULT_STREAM_MAX_FPS,
+                         help="frames per second one session may send (more: 429)")
     return parser
 
 

@@ -36,6 +36,7 @@ from kvid.serving.limits import RequestLimits
 from kvid.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from kvid.serving.metrics import Metrics
 from kvid.serving.servables import ModelManager, Servable
+from kvid.serving.streams import StreamSessions
 
 log = logging.getLogger(__name__)
 
@@ -359,14 +360,17 @@ class RestServer:
     ``max_connections`` caps open connections; more are answered 503 and closed.
     ``metrics_path``: where the Prometheus page of ``api.metrics`` is served (any method,
     exact path, as TF Serving's handler); None (monitoring off) makes it an unknown route.
+    ``streams``: the stream session API (kvid.serving.streams) at its path; None: off.
     """
 
     def __init__(self, host: str, port: int, api: RestApi, *, num_threads: int,
                  max_body_bytes: int, metrics_path: str | None = None,
-                 timeout_s: float = 30.0, max_connections: int = 512):
+                 timeout_s: float = 30.0, max_connections: int = 512,
+                 streams: StreamSessions | None = None):
         if metrics_path is not None and api.metrics is None:
             raise ValueError("metrics_path needs a RestApi with metrics")
         self.api = api
+        self.streams = streams
         self.metrics_path = metrics_path
         self.max_body_bytes = max_body_bytes
         self.timeout_s = timeout_s
@@ -431,6 +435,11 @@ class RestServer:
         if path == self.metrics_path:  # registered ahead of the /v1/ dispatcher
             page = self.api.metrics.page().encode("utf-8")
             return _json_response(200, page, METRICS_CONTENT_TYPE)
+        if self.streams is not None and self.streams.matches(path):
+            content_type = request.headers.get("Content-Type", "")
+            status, out = await self._loop.run_in_executor(
+                self._pool, self.streams.handle, request.method, path, body, content_type)
+            return _json_response(status, out)
         if not _API_RE.fullmatch(path):
             return web.Response(status=404)
         if request.method == "OPTIONS":  # CORS preflight, as http_server.cc

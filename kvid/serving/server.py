@@ -24,6 +24,7 @@ import threading
 from kvid.cliargs import OneLineParser
 from kvid.serving import configs
 from kvid.serving.batching import Batcher
+from kvid.serving.contract import STREAMS_PATH
 from kvid.serving.flags import (DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
                                 DEFAULT_MAX_DECODED_PIXELS, DEFAULT_TIMEOUT_MS,
                                 check_base_path, check_serve_args, configure_serve_parser)
@@ -32,6 +33,7 @@ from kvid.serving.limits import RequestLimits
 from kvid.serving.metrics import Metrics, metrics_path
 from kvid.serving.rest import RestApi, RestServer
 from kvid.serving.servables import ModelManager, ModelSource, Servable
+from kvid.serving.streams import StreamLimits, StreamSessions
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,9 @@ class Server:
 
     def __init__(self, manager: ModelManager, rest: RestServer | None, grpc_server,
                  grpc_port: int | None, batcher: Batcher | None, host: str,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, streams: StreamSessions | None = None):
         self.manager = manager
+        self.streams = streams
         self.metrics = metrics
         self.host = host
         self._rest = rest
@@ -82,6 +85,8 @@ class Server:
             self._rest.stop()
         if self._grpc is not None:
             self._grpc.stop(grace=1.0).wait()
+        if self.streams is not None:
+            self.streams.stop()
         self.manager.stop()
         if self.batcher is not None:
             self.batcher.close()
@@ -134,6 +139,7 @@ def start_server(
     timeout_ms: int = DEFAULT_TIMEOUT_MS,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_decoded_pixels: int = DEFAULT_MAX_DECODED_PIXELS,
+    stream_limits: StreamLimits | None = StreamLimits(),
 ) -> Server:
     """Loads the models and starts REST and gRPC; returns once both accept requests.
 
@@ -144,7 +150,8 @@ def start_server(
     on the REST port at ``prometheus_config.path``. ``model_config_poll_seconds`` > 0
     re-reads ``model_config_file`` that often and applies what changed. The limits
     (``max_body_bytes``, ``timeout_ms``, ``max_connections``, ``max_decoded_pixels``) are
-    ``kvid serve``'s flags of the same names.
+    ``kvid serve``'s flags of the same names. ``stream_limits``: those of the stream
+    session API on the REST port (kvid.serving.streams); None turns it off.
     """
     if sources is None:
         sources = model_sources(model_name=model_name, model_base_path=model_base_path,
@@ -170,13 +177,15 @@ def start_server(
     manager = ModelManager(sources, poll_seconds=poll_seconds, warmup=enable_model_warmup,
                            wrap=wrap, reload=reload, reload_seconds=model_config_poll_seconds,
                            metrics=metrics)
-    rest = grpc_server = bound = None
+    rest = grpc_server = bound = streams = None
     try:
         if rest_port is not None:
+            if stream_limits is not None:
+                streams = StreamSessions(manager, stream_limits, limits)
             rest = RestServer(host, rest_port, RestApi(manager, metrics, limits),
                               num_threads=rest_threads, max_body_bytes=max_body_bytes,
                               metrics_path=prometheus_path, timeout_s=timeout_ms / 1000,
-                              max_connections=max_connections)
+                              max_connections=max_connections, streams=streams)
         elif prometheus_path is not None:
             log.warning("monitoring_config enables Prometheus, but it is served on the "
                         "REST port, which is off")
@@ -190,11 +199,15 @@ def start_server(
             log.warning("No versions of servable %s found under base path %s yet; looking "
                         "again every %g s", source.name, source.base_path, poll_seconds)
         manager.start()
+        if streams is not None:
+            streams.start()
         if rest is not None:
             rest.start()
         if grpc_server is not None:
             grpc_server.start()
     except BaseException:
+        if streams is not None:
+            streams.stop()
         if rest is not None:
             rest.stop()
         if grpc_server is not None:
@@ -203,7 +216,7 @@ def start_server(
         if batcher is not None:
             batcher.close()
         raise
-    return Server(manager, rest, grpc_server, bound, batcher, host, metrics)
+    return Server(manager, rest, grpc_server, bound, batcher, host, metrics, streams)
 
 
 # ------------------------------------------------------------------------------ CLI
@@ -235,6 +248,8 @@ def server_from_args(args: argparse.Namespace) -> Server:
         timeout_ms=args.rest_api_timeout_in_ms,
         max_connections=args.max_connections,
         max_decoded_pixels=args.max_decoded_pixels,
+        stream_limits=StreamLimits(args.stream_sessions, args.stream_idle_timeout_s,
+                                   args.stream_max_fps) if args.stream_sessions else None,
     )
 
 
@@ -251,6 +266,8 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"REST  {server.rest_url}/v1/models/<name>", flush=True)
     if server.metrics_url:
         print(f"Prometheus  {server.metrics_url}", flush=True)
+    if server.streams is not None:
+        print(f"Streams  {server.rest_url}{STREAMS_PATH}", flush=True)
     print(f"gRPC  {server.grpc_target}", flush=True)
     server.wait()
     return 0

@@ -1,0 +1,321 @@
+"""Stream sessions: ``kvid serve`` holds a stream model's states between requests.
+
+TF Serving keeps nothing between requests, so through its API a stream model's client
+sends the states back with every frame (``Client.open_stream(carry=True)``). ``kvid serve``
+also keeps them server side, beside ``/v1/``:
+
+    POST   /kvid/streams        {"model_name", "model_version"?, "top_k"?}  -> 201 session
+    POST   /kvid/streams/<id>   frames: an image/jpeg body (one frame) or
+                                {"frames": [{"b64": ...}, ...]}            -> top-k so far
+    DELETE /kvid/streams/<id>   -> the session's totals
+    GET    /kvid/streams        -> open sessions and the limits
+
+A session is pinned to the version it opened on. The limits a client cannot get past:
+``max_sessions`` open at once (more: 503), ``idle_timeout_s`` without a frame (then the
+session is dropped and its id answers 404 "expired"), ``max_fps`` frames per second per
+session (a token bucket holding one second of frames; over it: 429, the states untouched),
+one step at a time per session (a second one meanwhile: 409), and the server's decoded
+pixel limit per request, checked from the image headers before anything is decoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import collections
+import dataclasses
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from typing import Callable
+
+import grpc
+import numpy as np
+
+from kvid.serving.contract import (ASSETS_DIR, BATCH_SIZE_INPUT, FRAMES_INPUT, LABELS_FILE,
+                                   PROBABILITIES_OUTPUT, STREAM_INIT_SIGNATURE,
+                                   STREAM_STEP_SIGNATURE, STREAMS_PATH)
+from kvid.serving.errors import ServingError, invalid_argument, not_found
+from kvid.serving.flags import (DEFAULT_STREAM_IDLE_TIMEOUT_S, DEFAULT_STREAM_MAX_FPS,
+                                DEFAULT_STREAM_SESSIONS)
+from kvid.serving.limits import RequestLimits
+from kvid.serving.servables import ModelManager, Servable
+
+_SESSION_RE = re.compile(STREAMS_PATH + r"(?:/([A-Za-z0-9_-]+))?/?")
+_REMEMBER_EXPIRED = 4096  # ids kept to answer "expired" rather than "unknown"
+DEFAULT_TOP_K = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamLimits:
+    """``kvid serve --stream_sessions/--stream_idle_timeout_s/--stream_max_fps``."""
+
+    max_sessions: int = DEFAULT_STREAM_SESSIONS
+    idle_timeout_s: float = DEFAULT_STREAM_IDLE_TIMEOUT_S
+    max_fps: float = DEFAULT_STREAM_MAX_FPS
+
+
+@dataclasses.dataclass(eq=False)
+class _Session:
+    id: str
+    servable: Servable
+    labels: list[str]
+    top_k: int
+    states: dict[str, np.ndarray]
+    tokens: float  # frames the rate cap still allows now
+    last: float  # when the latest step (or the open) arrived
+    frames: int = 0
+    steps: int = 0
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+def _labels(servable: Servable) -> list[str]:
+    path = os.path.join(servable.path, ASSETS_DIR, LABELS_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+    except OSError:
+        return []
+
+
+def _json(body: bytes) -> dict:
+    try:
+        doc = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise invalid_argument(f"The body is not JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise invalid_argument("The body must be a JSON object")
+    return doc
+
+
+def parse_frames(body: bytes, content_type: str) -> list[bytes]:
+    """The frames of a step request: a raw ``image/jpeg`` body or ``{"frames": [{"b64"}]}``."""
+    if content_type.split(";")[0].strip().lower().startswith("image/"):
+        if not body:
+            raise invalid_argument("The image body is empty")
+        return [body]
+    frames = _json(body).get("frames")
+    if not isinstance(frames, list) or not frames:
+        raise invalid_argument('Expected {"frames": [{"b64": "<JPEG>"}, ...]} with at least '
+                               'one frame, or one frame as an image/jpeg body')
+    out = []
+    for i, frame in enumerate(frames):
+        if not (isinstance(frame, dict) and isinstance(frame.get("b64"), str)):
+            raise invalid_argument(f'frames[{i}] is not {{"b64": "<base64 JPEG>"}}')
+        try:
+            out.append(base64.b64decode(frame["b64"], validate=True))
+        except (binascii.Error, ValueError):
+            raise invalid_argument(f"frames[{i}] is not valid base64") from None
+    return out
+
+
+def _positive_int(doc: dict, key: str, default):
+    value = doc.get(key, default)
+    if value is default:
+        return value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise invalid_argument(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+class StreamSessions:
+    """The sessions of one server. ``handle(method, path, body, content_type)`` answers
+    the HTTP API above as (status, JSON bytes); ``open``/``step``/``close`` are its
+    operations for Python callers. ``clock``: seconds, monotonic (a test's own clock)."""
+
+    def __init__(self, manager: ModelManager, limits: StreamLimits = StreamLimits(),
+                 request_limits: RequestLimits | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.manager = manager
+        self.limits = limits
+        self.request_limits = request_limits
+        self.clock = clock
+        self._sessions: dict[str, _Session] = {}
+        self._expired: collections.OrderedDict[str, float] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._reaper = threading.Thread(target=self._reap, name="kvid-streams", daemon=True)
+
+    def start(self) -> "StreamSessions":
+        self._reaper.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._reaper.is_alive():
+            self._reaper.join()
+        with self._lock:
+            self._sessions.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def _reap(self) -> None:
+        """Drops idle sessions, so a client that vanished frees its states on time."""
+        interval = min(1.0, self.limits.idle_timeout_s / 4)
+        while not self._stop.wait(interval):
+            self.expire()
+
+    def expire(self) -> list[str]:
+        """Drops the sessions idle longer than the timeout; their ids."""
+        now = self.clock()
+        with self._lock:
+            gone = [s for s in self._sessions.values() if s is not None and
+                    now - s.last > self.limits.idle_timeout_s and not s.lock.locked()]
+            for s in gone:
+                del self._sessions[s.id]
+                self._expired[s.id] = now
+            while len(self._expired) > _REMEMBER_EXPIRED:
+                self._expired.popitem(last=False)
+        return [s.id for s in gone]
+
+    # ------------------------------------------------------------------ operations
+
+    def open(self, model_name: str, version: int | None = None, label: str | None = None,
+             top_k: int = DEFAULT_TOP_K) -> dict:
+        servable = self.manager.get(model_name, version, label)
+        missing = [s for s in (STREAM_INIT_SIGNATURE, STREAM_STEP_SIGNATURE)
+                   if s not in servable.signature_defs]
+        if missing:
+            raise invalid_argument(
+                f"Model {servable.name} version {servable.version} has no {missing[0]} "
+                "signature: only a stream model (movinet_*_stream) streams frame by frame; "
+                "classify other models' windows with kvid predict --sliding-window")
+        self.expire()
+        with self._lock:  # the count is checked before the states are allocated
+            if len(self._sessions) >= self.limits.max_sessions:
+                raise ServingError(grpc.StatusCode.UNAVAILABLE,
+                                   f"Too many open stream sessions (limit "
+                                   f"{self.limits.max_sessions}, --stream_sessions); close "
+                                   "one or wait for an idle one to expire")
+            session_id = secrets.token_urlsafe(16)
+            self._sessions[session_id] = None  # reserved while the states are made
+        try:
+            states = servable.predict(STREAM_INIT_SIGNATURE,
+                                      {BATCH_SIZE_INPUT: np.array(1, np.int32)})
+            session = _Session(session_id, servable, _labels(servable), top_k, states,
+                               tokens=self.limits.max_fps, last=self.clock())
+        except BaseException:
+            with self._lock:
+                self._sessions.pop(session_id, None)
+            raise
+        with self._lock:
+            self._sessions[session_id] = session
+        return {"session": session_id, **self._describe(session)}
+
+    def _describe(self, session: _Session) -> dict:
+        return {"model_name": session.servable.name,
+                "model_version": session.servable.version, "labels": session.labels,
+                "top_k": session.top_k, "frames": session.frames,
+                "idle_timeout_s": self.limits.idle_timeout_s,
+                "max_fps": self.limits.max_fps}
+
+    def _get(self, session_id: str) -> _Session:
+        self.expire()
+        with self._lock:
+            session = self._sessions.get(session_id)  # None: still opening, id not out
+            if session is not None:
+                return session
+            if session_id in self._expired:
+                raise not_found(f"Stream session {session_id} expired after "
+                                f"{self.limits.idle_timeout_s:g} s without a frame "
+                                "(--stream_idle_timeout_s); open a new one")
+        raise not_found(f"Unknown stream session {session_id}")
+
+    def step(self, session_id: str, frames: list[bytes]) -> dict:
+        """Runs ``stream_step`` on the frames, carrying the session's states."""
+        session = self._get(session_id)
+        if not session.lock.acquire(blocking=False):
+            raise ServingError(grpc.StatusCode.ABORTED,
+                               f"Stream session {session_id} is running a step; send its "
+                               "frames one request after another")
+        try:
+            now = self.clock()
+            cap = self.limits.max_fps
+            session.tokens = min(cap, session.tokens + (now - session.last) * cap)
+            session.last = now
+            if len(frames) > session.tokens:
+                more = "" if len(frames) <= cap else \
+                    f"; a request may hold at most {int(cap)} frames"
+                raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                   f"Stream session {session_id} is over its frame rate "
+                                   f"cap of {cap:g} frames/s (--stream_max_fps){more}")
+            inputs = {FRAMES_INPUT: np.array([frames], dtype=object), **session.states}
+            if self.request_limits is not None:
+                self.request_limits.check_images({FRAMES_INPUT: inputs[FRAMES_INPUT]})
+            start = time.perf_counter()
+            out = session.servable.predict(STREAM_STEP_SIGNATURE, inputs)
+            latency_ms = (time.perf_counter() - start) * 1000
+            session.tokens -= len(frames)
+            session.states = {k: out[k] for k in session.states}
+            session.frames += len(frames)
+            session.steps += 1
+            session.last = self.clock()
+            probs = out[PROBABILITIES_OUTPUT][0]
+            top = np.argsort(-probs, kind="stable")[:session.top_k]
+            return {"session": session_id, "frames": session.frames,
+                    "top_k": [{"label": session.labels[c] if c < len(session.labels)
+                               else f"#{c}", "class": int(c), "score": float(probs[c])}
+                              for c in top],
+                    "latency_ms": latency_ms}
+        finally:
+            session.lock.release()
+
+    def close(self, session_id: str) -> dict:
+        session = self._get(session_id)
+        with self._lock:
+            self._sessions.pop(session_id, None)
+        return {"session": session_id, "closed": True, "frames": session.frames,
+                "steps": session.steps}
+
+    def summary(self) -> dict:
+        self.expire()
+        with self._lock:
+            open_ = [s for s in self._sessions.values() if s is not None]
+        return {"sessions": len(open_), "max_sessions": self.limits.max_sessions,
+                "idle_timeout_s": self.limits.idle_timeout_s, "max_fps": self.limits.max_fps}
+
+    # -------------------------------------------------------------------------- HTTP
+
+    @staticmethod
+    def matches(path: str) -> bool:
+        return _SESSION_RE.fullmatch(path) is not None
+
+    def handle(self, method: str, path: str, body: bytes,
+               content_type: str = "") -> tuple[int, bytes]:
+        """(HTTP status, JSON body); every refusal is a 4xx/503 with ``{"error": ...}``."""
+        match = _SESSION_RE.fullmatch(path)
+        try:
+            if match is None:
+                raise not_found(f"No stream API at {path}")
+            session_id = match.group(1)
+            if session_id is None and method == "POST":
+                doc = _json(body)
+                name = doc.get("model_name")
+                if not isinstance(name, str) or not name:
+                    raise invalid_argument('Expected {"model_name": "<served model>"}')
+                version = _positive_int(doc, "model_version", None)
+                label = doc.get("version_label")
+                if label is not None and not isinstance(label, str):
+                    raise invalid_argument("version_label must be a string")
+                top_k = _positive_int(doc, "top_k", DEFAULT_TOP_K)
+                return 201, _dumps(self.open(name, version, label, top_k))
+            if session_id is None and method == "GET":
+                return 200, _dumps(self.summary())
+            if session_id is not None and method == "POST":
+                return 200, _dumps(self.step(session_id, parse_frames(body, content_type)))
+            if session_id is not None and method == "DELETE":
+                return 200, _dumps(self.close(session_id))
+            raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
+                               f"{method} {path} is not part of the stream API")
+        except ServingError as e:
+            status = 405 if e.code == grpc.StatusCode.UNIMPLEMENTED else e.http_status
+            return status, _dumps({"error": e.message})
+
+
+def _dumps(doc: dict) -> bytes:
+    return json.dumps(doc).encode("utf-8")
