@@ -409,6 +409,15 @@ def configure_predict_parser(parser: argparse.ArgumentParser) -> argparse.Argume
                         help="classify window by window and write a timeline")
     parser.add_argument("--stride", type=positive_float, default=None, metavar="SECONDS",
                         help="window step (default: the window length)")
+    parser.add_argument("--stream", action="store_true",
+                        help="a stream model (movinet_*_stream): play the video at its rate, "
+                             "frame by frame, and print the label whenever it changes")
+    parser.add_argument("--no-realtime", dest="realtime", action="store_false",
+                        help="with --stream: send frames as fast as the server answers")
+    parser.add_argument("--carry-states", action="store_true",
+                        help="with --stream: send the states back each step through "
+                             f"{STREAM_STEP_SIGNATURE} (TF Serving's way; always over "
+                             f"--grpc) instead of a kvid serve stream session")
     parser.add_argument("--timeline", default=None, metavar="OUT.json|csv")
     parser.add_argument("--strip", default=None, metavar="OUT.png")
     return parser
@@ -495,10 +504,13 @@ def predict_command(args: argparse.Namespace) -> int:
     """``kvid predict``: top-k labels of a video, or a sliding-window timeline."""
     from kvid.video import VideoError
 
+    if args.stream and args.sliding_window is not None:
+        print("kvid predict: give --stream or --sliding-window, not both", file=sys.stderr)
+        return 2
     client = Client(rest_url=None if args.grpc else args.server, grpc_target=args.grpc,
                     model=args.model)
     try:
-        return _predict(client, args)
+        return (_predict_stream if args.stream else _predict)(client, args)
     except (ServingError, VideoError, ValueError) as e:
         print(f"kvid predict: {e}", file=sys.stderr)
         return 1
@@ -563,6 +575,49 @@ def _streams(client: Client, info: dict, args) -> dict[str, dict]:
                              "frame_step": int(m.get("frame_step", 1)),
                              "num_segments": int(m.get("num_segments", 3))}}
     return streams
+
+
+def _predict_stream(client: Client, args: argparse.Namespace) -> int:
+    """``kvid predict --stream``: frames sent one by one as a player would show them; a
+    line per change of the top label, the timeline one row per frame."""
+    import time
+
+    from kvid.video import encode_jpeg, iter_frames, probe, resize_frame
+
+    info = client.model_info(args.version) or {}
+    if info.get("modality", "rgb") != "rgb":
+        raise ValueError("--stream plays RGB frames; this model reads "
+                         f"{info.get('modality')}")
+    fps = args.fps or info.get("fps") or probe(args.video).fps or 25.0
+    latencies, rows, top = [], [], None
+    with client.open_stream(args.top_k, args.version, carry=args.carry_states) as stream:
+        print(f"kvid predict: streaming {args.video} at {fps:g} fps"
+              f"{'' if args.realtime else ' (as fast as answered)'}", file=sys.stderr)
+        start = time.monotonic()
+        for frame in iter_frames(args.video, fps=fps):
+            t = frame.index / fps
+            if args.realtime:  # on screen at t: not sent before it is shown
+                time.sleep(max(0.0, start + t - time.monotonic()))
+            rgb = frame.rgb
+            if args.short_side and min(rgb.shape[:2]) > args.short_side:
+                rgb = resize_frame(rgb, short_side=args.short_side)
+            sent = time.monotonic()
+            now = stream.send([encode_jpeg(rgb)])
+            latencies.append((time.monotonic() - sent) * 1000)
+            rows.append({"start": t, "end": t + 1 / fps, "top": now})
+            if top != now[0][0]:
+                top = now[0][0]
+                print(f"{t:8.2f}s  {now[0][1]:.4f}  {top}", flush=True)
+    if not rows:
+        raise ValueError(f"{args.video} has no frames")
+    print(f"kvid predict: {len(rows)} frames, per-frame latency p50 "
+          f"{np.percentile(latencies, 50):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms",
+          file=sys.stderr)
+    for label, score in rows[-1]["top"]:
+        print(f"{score:.4f}  {label}")
+    if args.timeline:
+        _write_timeline(args.timeline, args.video, rows)
+    return 0
 
 
 def _predict(client: Client, args: argparse.Namespace) -> int:

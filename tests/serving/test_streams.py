@@ -210,3 +210,49 @@ def test_serve_flags_turn_the_stream_api_off_and_check_numbers(stream_base, toy_
         assert http_request(srv.rest_port, "GET", STREAMS_PATH)[0] == 404
     finally:
         srv.stop()
+
+
+def test_kvid_predict_stream_plays_a_video_through_a_session_or_carried_states(
+        server, tmp_path, capsys):
+    import argparse
+
+    from kvid.serving.client import configure_predict_parser, predict_command
+    from kvid.video.encode import write_video
+
+    def run(argv):
+        return predict_command(configure_predict_parser(
+            argparse.ArgumentParser()).parse_args(argv))
+
+    rng = np.random.default_rng(5)
+    video = str(tmp_path / "v.mp4")  # 1.5 s at 10 fps
+    write_video(video, (rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(15)),
+                fps=10)
+    timelines = {}
+    for how, flags in (("session", ["--server", server.rest_url]),
+                       ("carried", ["--grpc", server.grpc_target, "--no-realtime"])):
+        out = tmp_path / f"{how}.json"
+        start = time.monotonic()
+        assert run([video, "--model", "stream", "--stream", "--top-k", "3",
+                    "--timeline", str(out), *flags]) == 0
+        took = time.monotonic() - start
+        if how == "session":  # played at the video's rate: never ahead of it
+            assert took >= 1.4
+        printed = capsys.readouterr()
+        windows = json.loads(out.read_text())["windows"]
+        assert len(windows) == 15
+        assert [round(w["start"], 3) for w in windows[:3]] == [0.0, 0.1, 0.2]
+        changes = [line.split() for line in printed.out.splitlines() if "s  " in line]
+        assert changes[0][0] == "0.00s" and len(changes) >= 1
+        for t, _, label in changes:  # each line: where the top label became this one
+            w = next(w for w in windows if abs(w["start"] - float(t[:-1])) < 1e-6)
+            assert w["labels"][0] == label
+        final = [line.split() for line in printed.out.splitlines()[-3:]]
+        assert [lab for _, lab in final] == windows[-1]["labels"]
+        assert "p50" in printed.err and "15 frames" in printed.err
+        timelines[how] = windows
+    for a, b in zip(timelines["session"], timelines["carried"]):
+        assert a["labels"] == b["labels"]
+        np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
+    assert run([video, "--model", "clip", "--stream", "--server", server.rest_url]) == 1
+    assert "stream_init" in capsys.readouterr().err
+    assert run([video, "--stream", "--sliding-window", "1"]) == 2
