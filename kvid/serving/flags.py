@@ -110,6 +110,9 @@ def configure_serve_parser(parser: argparse.ArgumentParser) -> argparse.Argument
     streams.add_argument("--stream_max_fps", type=positive_float,
                          default=DEFAULT_STREAM_MAX_FPS,
                          help="frames per second one session may send (more: 429)")
+    streams.add_argument("--page", type=_flag_bool, nargs="?", const=True, default=True,
+                         help="serve the live page at / (a dropped video or the webcam "
+                              "classified by a stream model); --page=false turns it off")
     return parser
 
 

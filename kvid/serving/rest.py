@@ -361,16 +361,18 @@ class RestServer:
     ``metrics_path``: where the Prometheus page of ``api.metrics`` is served (any method,
     exact path, as TF Serving's handler); None (monitoring off) makes it an unknown route.
     ``streams``: the stream session API (kvid.serving.streams) at its path; None: off.
+    ``page``: the HTML answered at ``/`` (kvid/serving/page.html); None: 404 there.
     """
 
     def __init__(self, host: str, port: int, api: RestApi, *, num_threads: int,
                  max_body_bytes: int, metrics_path: str | None = None,
                  timeout_s: float = 30.0, max_connections: int = 512,
-                 streams: StreamSessions | None = None):
+                 streams: StreamSessions | None = None, page: bytes | None = None):
         if metrics_path is not None and api.metrics is None:
             raise ValueError("metrics_path needs a RestApi with metrics")
         self.api = api
         self.streams = streams
+        self.page = page
         self.metrics_path = metrics_path
         self.max_body_bytes = max_body_bytes
         self.timeout_s = timeout_s
@@ -435,6 +437,8 @@ class RestServer:
         if path == self.metrics_path:  # registered ahead of the /v1/ dispatcher
             page = self.api.metrics.page().encode("utf-8")
             return _json_response(200, page, METRICS_CONTENT_TYPE)
+        if path == "/" and self.page is not None and request.method in ("GET", "HEAD"):
+            return _json_response(200, self.page, "text/html")
         if self.streams is not None and self.streams.matches(path):
             content_type = request.headers.get("Content-Type", "")
             status, out = await self._loop.run_in_executor(

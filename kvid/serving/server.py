@@ -18,6 +18,7 @@ import argparse
 import functools
 import logging
 import os
+import pathlib
 import signal
 import threading
 
@@ -36,6 +37,7 @@ from kvid.serving.servables import ModelManager, ModelSource, Servable
 from kvid.serving.streams import StreamLimits, StreamSessions
 
 log = logging.getLogger(__name__)
+PAGE = pathlib.Path(__file__).with_name("page.html")  # served at / (package data)
 
 
 class Server:
@@ -140,6 +142,7 @@ def start_server(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     max_decoded_pixels: int = DEFAULT_MAX_DECODED_PIXELS,
     stream_limits: StreamLimits | None = StreamLimits(),
+    page: bool = True,
 ) -> Server:
     """Loads the models and starts REST and gRPC; returns once both accept requests.
 
@@ -151,7 +154,9 @@ def start_server(
     re-reads ``model_config_file`` that often and applies what changed. The limits
     (``max_body_bytes``, ``timeout_ms``, ``max_connections``, ``max_decoded_pixels``) are
     ``kvid serve``'s flags of the same names. ``stream_limits``: those of the stream
-    session API on the REST port (kvid.serving.streams); None turns it off.
+    session API on the REST port (kvid.serving.streams); None turns it off. ``page``: the
+    live page at ``/`` (a stream model classifying a dropped file or the webcam through
+    that API; needs it on).
     """
     if sources is None:
         sources = model_sources(model_name=model_name, model_base_path=model_base_path,
@@ -185,7 +190,8 @@ def start_server(
             rest = RestServer(host, rest_port, RestApi(manager, metrics, limits),
                               num_threads=rest_threads, max_body_bytes=max_body_bytes,
                               metrics_path=prometheus_path, timeout_s=timeout_ms / 1000,
-                              max_connections=max_connections, streams=streams)
+                              max_connections=max_connections, streams=streams,
+                              page=PAGE.read_bytes() if page and streams is not None else None)
         elif prometheus_path is not None:
             log.warning("monitoring_config enables Prometheus, but it is served on the "
                         "REST port, which is off")
@@ -250,6 +256,7 @@ def server_from_args(args: argparse.Namespace) -> Server:
         max_decoded_pixels=args.max_decoded_pixels,
         stream_limits=StreamLimits(args.stream_sessions, args.stream_idle_timeout_s,
                                    args.stream_max_fps) if args.stream_sessions else None,
+        page=args.page,
     )
 
 
@@ -268,6 +275,8 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"Prometheus  {server.metrics_url}", flush=True)
     if server.streams is not None:
         print(f"Streams  {server.rest_url}{STREAMS_PATH}", flush=True)
+    if server._rest is not None and server._rest.page is not None:
+        print(f"Page  {server.rest_url}/", flush=True)
     print(f"gRPC  {server.grpc_target}", flush=True)
     server.wait()
     return 0

@@ -35,9 +35,9 @@ from typing import Callable
 import grpc
 import numpy as np
 
-from kvid.serving.contract import (ASSETS_DIR, BATCH_SIZE_INPUT, FRAMES_INPUT, LABELS_FILE,
-                                   PROBABILITIES_OUTPUT, STREAM_INIT_SIGNATURE,
-                                   STREAM_STEP_SIGNATURE, STREAMS_PATH)
+from kvid.serving.contract import (ASSETS_DIR, BATCH_SIZE_INPUT, FRAMES_INPUT,
+                                   PREPROCESSING_FILE, PROBABILITIES_OUTPUT,
+                                   STREAM_INIT_SIGNATURE, STREAM_STEP_SIGNATURE, STREAMS_PATH)
 from kvid.serving.errors import ServingError, invalid_argument, not_found
 from kvid.serving.flags import (DEFAULT_STREAM_IDLE_TIMEOUT_S, DEFAULT_STREAM_MAX_FPS,
                                 DEFAULT_STREAM_SESSIONS)
@@ -62,7 +62,7 @@ class StreamLimits:
 class _Session:
     id: str
     servable: Servable
-    labels: list[str]
+    preprocessing: dict  # the export's kvid.json: labels, fps, image size ...
     top_k: int
     states: dict[str, np.ndarray]
     tokens: float  # frames the rate cap still allows now
@@ -72,13 +72,12 @@ class _Session:
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
-def _labels(servable: Servable) -> list[str]:
-    path = os.path.join(servable.path, ASSETS_DIR, LABELS_FILE)
+def _preprocessing(servable: Servable) -> dict:
     try:
-        with open(path, encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f if line.strip()]
-    except OSError:
-        return []
+        with open(os.path.join(servable.path, ASSETS_DIR, PREPROCESSING_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 def _json(body: bytes) -> dict:
@@ -197,7 +196,7 @@ class StreamSessions:
         try:
             states = servable.predict(STREAM_INIT_SIGNATURE,
                                       {BATCH_SIZE_INPUT: np.array(1, np.int32)})
-            session = _Session(session_id, servable, _labels(servable), top_k, states,
+            session = _Session(session_id, servable, _preprocessing(servable), top_k, states,
                                tokens=self.limits.max_fps, last=self.clock())
         except BaseException:
             with self._lock:
@@ -209,7 +208,10 @@ class StreamSessions:
 
     def _describe(self, session: _Session) -> dict:
         return {"model_name": session.servable.name,
-                "model_version": session.servable.version, "labels": session.labels,
+                "model_version": session.servable.version,
+                "labels": session.preprocessing.get("labels", []),
+                "fps": session.preprocessing.get("fps"),
+                "image_size": session.preprocessing.get("image_size"),
                 "top_k": session.top_k, "frames": session.frames,
                 "idle_timeout_s": self.limits.idle_timeout_s,
                 "max_fps": self.limits.max_fps}
@@ -257,10 +259,10 @@ class StreamSessions:
             session.last = self.clock()
             probs = out[PROBABILITIES_OUTPUT][0]
             top = np.argsort(-probs, kind="stable")[:session.top_k]
+            labels = session.preprocessing.get("labels", [])
             return {"session": session_id, "frames": session.frames,
-                    "top_k": [{"label": session.labels[c] if c < len(session.labels)
-                               else f"#{c}", "class": int(c), "score": float(probs[c])}
-                              for c in top],
+                    "top_k": [{"label": labels[c] if c < len(labels) else f"#{c}",
+                               "class": int(c), "score": float(probs[c])} for c in top],
                     "latency_ms": latency_ms}
         finally:
             session.lock.release()
@@ -276,8 +278,21 @@ class StreamSessions:
         self.expire()
         with self._lock:
             open_ = [s for s in self._sessions.values() if s is not None]
-        return {"sessions": len(open_), "max_sessions": self.limits.max_sessions,
+        return {"sessions": len(open_), "models": self.stream_models(),
+                "max_sessions": self.limits.max_sessions,
                 "idle_timeout_s": self.limits.idle_timeout_s, "max_fps": self.limits.max_fps}
+
+    def stream_models(self) -> list[str]:
+        """The served models whose default version streams (what the page offers)."""
+        names = []
+        for source in self.manager.sources:
+            try:
+                servable = self.manager.get(source.name)
+            except ServingError:  # not loaded (yet)
+                continue
+            if STREAM_STEP_SIGNATURE in servable.signature_defs:
+                names.append(source.name)
+        return names
 
     # -------------------------------------------------------------------------- HTTP
 

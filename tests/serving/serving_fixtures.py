@@ -7,6 +7,7 @@ import os
 import shutil
 
 MODEL = "kvid"
+STREAM_LABELS = ["clap", "jump", "wave"]  # of the stream_base fixture
 
 
 def push(toy_versions, base_path: str, version: int, as_version: int | None = None) -> str:
@@ -29,3 +30,16 @@ def http_request(port: int, method: str, path: str, body: bytes | None = None,
         return response.status, dict(response.getheaders()), response.read()
     finally:
         conn.close()
+
+
+def start_stream_server(base, toy_versions, **kwargs):
+    """``kvid serve`` of the stream_base fixture's model ``stream`` and a clip model
+    ``clip`` (toy version 1, no stream signatures)."""
+    from kvid.serving.server import ModelSource, start_server
+
+    os.makedirs(base / "clip", exist_ok=True)
+    if not os.path.exists(base / "clip" / "1"):
+        push(toy_versions, str(base / "clip"), 1)
+    sources = [ModelSource("stream", str(base / "stream")),
+               ModelSource("clip", str(base / "clip"))]
+    return start_server(sources=sources, poll_seconds=0, **kwargs)

@@ -6,58 +6,16 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
 import time
 
 import numpy as np
 import pytest
-from serving_fixtures import http_request, push
+from serving_fixtures import STREAM_LABELS as LABELS
+from serving_fixtures import http_request
+from serving_fixtures import start_stream_server as _start
 
 from kvid.serving.contract import STREAMS_PATH
-
-LABELS = ["clap", "jump", "wave"]
-
-
-@pytest.fixture(scope="module")
-def stream_base(tmp_path_factory):
-    """A movinet_a0_stream export (random weights, sharpened so that frames move the
-    scores) at <base>/stream/1, and a clip model at <base>/clip/1."""
-    import keras
-
-    from kvid.models import build_model
-    from kvid.train.export import export_saved_model
-
-    keras.utils.set_random_seed(0)
-    model = build_model("movinet_a0_stream", (4, 32, 32, 3), len(LABELS), preset="tiny")
-    for w in model.weights:
-        if "scale" in w.path:
-            w.assign(np.full(w.shape, 0.7, np.float32))
-        if w.path.startswith("classifier_head__classifier") and "kernel" in w.path:
-            w.assign(w.numpy() * 50)  # confident enough for the scores to move
-    base = tmp_path_factory.mktemp("streams")
-    export_saved_model(model, str(base / "stream" / "1"), labels=LABELS, clip_frames=4,
-                       image_size=(32, 32), normalization="unit")
-    return base
-
-
-@pytest.fixture(scope="module")
-def frames():
-    from kvid.video.frames import encode_jpeg
-
-    rng = np.random.default_rng(3)
-    return [encode_jpeg(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(6)]
-
-
-def _start(base, toy_versions, **kwargs):
-    from kvid.serving.server import ModelSource, start_server
-
-    os.makedirs(base / "clip", exist_ok=True)
-    if not os.path.exists(base / "clip" / "1"):
-        push(toy_versions, str(base / "clip"), 1)
-    sources = [ModelSource("stream", str(base / "stream")),
-               ModelSource("clip", str(base / "clip"))]
-    return start_server(sources=sources, poll_seconds=0, **kwargs)
 
 
 @pytest.fixture(scope="module")
