@@ -13,7 +13,8 @@ also keeps them server side, beside ``/v1/``:
 A session is pinned to the version it opened on. The limits a client cannot get past:
 ``max_sessions`` open at once (more: 503), ``idle_timeout_s`` without a frame (then the
 session is dropped and its id answers 404 "expired"), ``max_fps`` frames per second per
-session (a token bucket holding one second of frames; over it: 429, the states untouched),
+session (a token bucket holding one second of frames, at least one; over it: 429, the
+states untouched),
 one step at a time per session (a second one meanwhile: 409), and the server's decoded
 pixel limit per request, checked from the image headers before anything is decoded.
 """
@@ -65,11 +66,17 @@ class _Session:
     preprocessing: dict  # the export's kvid.json: labels, fps, image size ...
     top_k: int
     states: dict[str, np.ndarray]
-    tokens: float  # frames the rate cap still allows now
-    last: float  # when the latest step (or the open) arrived
+    tokens: float  # frames the rate cap allowed at ``last``
+    last: float  # when the latest step (or the open) arrived: the bucket refills from it
+    seen: float  # when the session was last active (a step ended): idle from then
     frames: int = 0
     steps: int = 0
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+def _bucket(max_fps: float) -> float:
+    """The token bucket's size: a second of frames, and at least one frame."""
+    return max(1.0, max_fps)
 
 
 def _preprocessing(servable: Servable) -> dict:
@@ -164,7 +171,7 @@ class StreamSessions:
         now = self.clock()
         with self._lock:
             gone = [s for s in self._sessions.values() if s is not None and
-                    now - s.last > self.limits.idle_timeout_s and not s.lock.locked()]
+                    now - s.seen > self.limits.idle_timeout_s and not s.lock.locked()]
             for s in gone:
                 del self._sessions[s.id]
                 self._expired[s.id] = now
@@ -197,7 +204,8 @@ class StreamSessions:
             states = servable.predict(STREAM_INIT_SIGNATURE,
                                       {BATCH_SIZE_INPUT: np.array(1, np.int32)})
             session = _Session(session_id, servable, _preprocessing(servable), top_k, states,
-                               tokens=self.limits.max_fps, last=self.clock())
+                               tokens=_bucket(self.limits.max_fps), last=self.clock(),
+                               seen=self.clock())
         except BaseException:
             with self._lock:
                 self._sessions.pop(session_id, None)
@@ -238,11 +246,12 @@ class StreamSessions:
         try:
             now = self.clock()
             cap = self.limits.max_fps
-            session.tokens = min(cap, session.tokens + (now - session.last) * cap)
-            session.last = now
-            if len(frames) > session.tokens:
-                more = "" if len(frames) <= cap else \
-                    f"; a request may hold at most {int(cap)} frames"
+            size = _bucket(cap)
+            session.tokens = min(size, session.tokens + (now - session.last) * cap)
+            session.last = session.seen = now
+            if len(frames) > session.tokens + 1e-9:  # (sums of 1/fps are not exact)
+                more = "" if len(frames) <= size else \
+                    f"; a request may hold at most {int(size)} frames"
                 raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                    f"Stream session {session_id} is over its frame rate "
                                    f"cap of {cap:g} frames/s (--stream_max_fps){more}")
@@ -256,7 +265,7 @@ class StreamSessions:
             session.states = {k: out[k] for k in session.states}
             session.frames += len(frames)
             session.steps += 1
-            session.last = self.clock()
+            session.seen = self.clock()
             probs = out[PROBABILITIES_OUTPUT][0]
             top = np.argsort(-probs, kind="stable")[:session.top_k]
             labels = session.preprocessing.get("labels", [])

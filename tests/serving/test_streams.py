@@ -103,7 +103,7 @@ def test_session_limits_rate_cap_and_idle_timeout(stream_base, toy_versions, fra
     from kvid.serving.streams import StreamLimits
 
     srv = _start(stream_base, toy_versions, grpc_port=None, max_decoded_pixels=2000,
-                 stream_limits=StreamLimits(max_sessions=2, idle_timeout_s=1.5, max_fps=2))
+                 stream_limits=StreamLimits(max_sessions=2, idle_timeout_s=1.5, max_fps=0.2))
     try:
         open_body = json.dumps({"model_name": "stream"}).encode()
         ids = [_call(srv, "POST", STREAMS_PATH, open_body)[1]["session"] for _ in range(2)]
@@ -113,19 +113,16 @@ def test_session_limits_rate_cap_and_idle_timeout(stream_base, toy_versions, fra
         three = json.dumps({"frames": [{"b64": base64.b64encode(f).decode()}
                                        for f in frames[:3]]}).encode()
         status, doc = _call(srv, "POST", first, three)
-        assert status == 429 and "at most 2 frames" in doc["error"]
+        assert status == 429 and "at most 1 frames" in doc["error"]
         from kvid.video.frames import encode_jpeg
 
         big = encode_jpeg(np.zeros((64, 64, 3), np.uint8))  # 4096 pixels > 2000
         status, doc = _call(srv, "POST", first, big, "image/jpeg")
         assert status == 400 and "--max_decoded_pixels" in doc["error"]
-        assert _call(srv, "POST", first, frames[0], "image/jpeg")[0] == 200
-        assert _call(srv, "POST", first, frames[1], "image/jpeg")[0] == 200
-        status, doc = _call(srv, "POST", first, frames[2], "image/jpeg")
-        assert status == 429 and "--stream_max_fps" in doc["error"]  # 2 frames/s spent
-        time.sleep(0.6)  # more than a frame's worth of time: one more frame is allowed
-        status, doc = _call(srv, "POST", first, frames[2], "image/jpeg")
-        assert status == 200 and doc["frames"] == 3  # the refused frames were not counted
+        status, doc = _call(srv, "POST", first, frames[0], "image/jpeg")
+        assert status == 200 and doc["frames"] == 1  # the refused frames were not counted
+        status, doc = _call(srv, "POST", first, frames[1], "image/jpeg")
+        assert status == 429 and "--stream_max_fps" in doc["error"]  # 1 frame per 5 s
         deadline = time.monotonic() + 10
         while len(srv.streams) and time.monotonic() < deadline:  # the reaper drops both
             time.sleep(0.2)
@@ -214,3 +211,40 @@ def test_kvid_predict_stream_plays_a_video_through_a_session_or_carried_states(
     assert run([video, "--model", "clip", "--stream", "--server", server.rest_url]) == 1
     assert "stream_init" in capsys.readouterr().err
     assert run([video, "--stream", "--sliding-window", "1"]) == 2
+
+
+def test_the_rate_cap_is_a_token_bucket_of_one_second(server, frames):
+    """On a test clock: a steady stream at the cap always passes, twice the cap is cut to
+    the cap, and the idle timeout counts from the last frame."""
+    from kvid.serving.errors import ServingError
+    from kvid.serving.streams import StreamLimits, StreamSessions
+
+    now = [0.0]
+    sessions = StreamSessions(server.manager, StreamLimits(4, idle_timeout_s=60, max_fps=10),
+                              clock=lambda: now[0])
+    sid = sessions.open("stream")["session"]
+    assert sessions.step(sid, frames[:1] * 10)["frames"] == 10  # a second's worth at once
+    now[0] += 0.05
+    with pytest.raises(ServingError, match="over its frame rate cap") as e:
+        sessions.step(sid, frames[:1])  # half a frame's worth of time
+    assert e.value.http_status == 429
+    now[0] += 0.05
+    assert sessions.step(sid, frames[:1])["frames"] == 11  # the refused one cost nothing
+    for _ in range(30):  # exactly at the cap: never refused
+        now[0] += 0.1
+        sessions.step(sid, frames[:1])
+    sent = refused = 0
+    for _ in range(40):  # twice the cap for 2 s: about the cap gets through
+        now[0] += 0.05
+        try:
+            sessions.step(sid, frames[:1])
+            sent += 1
+        except ServingError:
+            refused += 1
+    assert 19 <= sent <= 21 and sent + refused == 40
+    now[0] += 59
+    assert sessions.expire() == []
+    now[0] += 2
+    assert sessions.expire() == [sid]
+    with pytest.raises(ServingError, match="expired after 60 s"):
+        sessions.step(sid, frames[:1])
