@@ -242,10 +242,11 @@ def _add_export_args(p):
                                ".keras file written by 'kvid convert'")
     p.add_argument("output", help="SavedModel folder, e.g. serving/models/kvid/1")
     p.add_argument("--weights", default="best", choices=("best", "last"))
-    p.add_argument("--model-name", default="kvid", help="name used in warm-up requests")
+    p.add_argument("--model-name", default=None,
+                   help="name used in the SavedModel's warm-up requests (default: kvid)")
     p.add_argument("--top-k", type=positive_int, default=None,
-                   help="classes in the top-k outputs, at most the number of classes "
-                        "(default: 5, or all of them if fewer)")
+                   help="classes in the SavedModel's top-k outputs, at most the number of "
+                        "classes (default: 5, or all of them if fewer)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing model in OUTPUT (swapped in by renames, so a "
                         "server watching it never loads a half-written one)")
@@ -265,15 +266,19 @@ def _add_export_args(p):
 def _cmd_export(args) -> int:
     from kvid.train.runs import export_run, export_run_tflite
 
+    saved_model_only = {"model_name": args.model_name, "top_k": args.top_k}
+    given = {k: v for k, v in saved_model_only.items() if v is not None}
     if args.tflite:
+        if given:  # a TF Lite file has no top-k outputs and no warm-up requests
+            flag = "--" + next(iter(given)).replace("_", "-")
+            raise ValueError(f"{flag} applies to a SavedModel export, not to --tflite")
         path = export_run_tflite(args.run, args.output, quantization=args.tflite,
                                  weights=args.weights, calibration_clips=args.calibration_clips,
                                  calibration_data=args.calibration_data,
                                  overwrite=args.overwrite,
                                  clip_aggregation=args.clip_aggregation)
     else:
-        path = export_run(args.run, args.output, weights=args.weights,
-                          model_name=args.model_name, top_k=args.top_k,
+        path = export_run(args.run, args.output, weights=args.weights, **given,
                           overwrite=args.overwrite, clip_aggregation=args.clip_aggregation)
     print(f"exported {path}")
     return 0

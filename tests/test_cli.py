@@ -136,6 +136,10 @@ def test_every_numeric_flag_refuses_0_negative_inf_and_nan_in_one_line(capsys):
     (["serve", "--host=999.1.1.1", "--model_base_path=."], "not an address"),
     (["serve", "--model_base_path=/nonexistent/kvid"], "Could not find base path"),
     (["serve"], "Give --model_base_path"),
+    (["serve", "--model_base_path=.", "--stream_max_fps=0"], "argument --stream_max_fps"),
+    (["predict", "v.mp4", "--stream", "--sliding-window", "1"], "not allowed with"),
+    (["export", "r", "o", "--tflite", "int8", "--top-k", "3"], "--top-k applies to a Saved"),
+    (["export", "r", "o", "--tflite", "float32", "--model-name", "m"], "--model-name"),
 ])
 def test_issue_17_arguments_get_one_line_and_exit_2(args, needle):
     """The console script itself (no hang: inf frame rates are refused before decoding)."""

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import abc
 import argparse
 import base64
 import csv
@@ -286,14 +287,15 @@ class Client:
         return {k: from_tensor_proto(v) for k, v in response.outputs.items()}
 
 
-class Stream:
+class Stream(abc.ABC):
     """``send(frames)`` (JPEG bytes, one or a few) -> the top-k [(label, score)] for
     everything sent so far; ``frames`` counts them; ``close()`` ends the stream."""
 
     frames = 0
 
+    @abc.abstractmethod
     def send(self, frames: list[bytes]) -> list[tuple[str, float]]:
-        raise NotImplementedError
+        """One step: these frames after the ones sent before."""
 
     def close(self) -> None:
         pass
@@ -404,14 +406,14 @@ def configure_predict_parser(parser: argparse.ArgumentParser) -> argparse.Argume
                         help="evenly spaced clips averaged for the whole-video answer")
     parser.add_argument("--top-k", type=positive_int, default=5)
     parser.add_argument("--batch-size", type=positive_int, default=8, help="clips per request")
-    parser.add_argument("--sliding-window", type=positive_float, default=None,
-                        metavar="SECONDS",
-                        help="classify window by window and write a timeline")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--sliding-window", type=positive_float, default=None,
+                      metavar="SECONDS", help="classify window by window and write a timeline")
     parser.add_argument("--stride", type=positive_float, default=None, metavar="SECONDS",
                         help="window step (default: the window length)")
-    parser.add_argument("--stream", action="store_true",
-                        help="a stream model (movinet_*_stream): play the video at its rate, "
-                             "frame by frame, and print the label whenever it changes")
+    mode.add_argument("--stream", action="store_true",
+                      help="a stream model (movinet_*_stream): play the video at its rate, "
+                           "frame by frame, and print the label whenever it changes")
     parser.add_argument("--no-realtime", dest="realtime", action="store_false",
                         help="with --stream: send frames as fast as the server answers")
     parser.add_argument("--carry-states", action="store_true",
@@ -504,9 +506,6 @@ def predict_command(args: argparse.Namespace) -> int:
     """``kvid predict``: top-k labels of a video, or a sliding-window timeline."""
     from kvid.video import VideoError
 
-    if args.stream and args.sliding_window is not None:
-        print("kvid predict: give --stream or --sliding-window, not both", file=sys.stderr)
-        return 2
     client = Client(rest_url=None if args.grpc else args.server, grpc_target=args.grpc,
                     model=args.model)
     try:

@@ -210,7 +210,6 @@ def test_kvid_predict_stream_plays_a_video_through_a_session_or_carried_states(
         np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
     assert run([video, "--model", "clip", "--stream", "--server", server.rest_url]) == 1
     assert "stream_init" in capsys.readouterr().err
-    assert run([video, "--stream", "--sliding-window", "1"]) == 2
 
 
 def test_the_rate_cap_is_a_token_bucket_of_one_second(server, frames):
