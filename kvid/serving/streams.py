@@ -14,9 +14,9 @@ A session is pinned to the version it opened on. The limits a client cannot get 
 ``max_sessions`` open at once (more: 503), ``idle_timeout_s`` without a frame (then the
 session is dropped and its id answers 404 "expired"), ``max_fps`` frames per second per
 session (a token bucket holding one second of frames, at least one; over it: 429, the
-states untouched),
-one step at a time per session (a second one meanwhile: 409), and the server's decoded
-pixel limit per request, checked from the image headers before anything is decoded.
+states untouched), one step at a time per session (a second one meanwhile: 409), and the
+server's decoded pixel limit per request, checked from the image headers before anything
+is decoded.
 """
 
 from __future__ import annotations
