@@ -90,7 +90,6 @@ def main(argv=None) -> int:
     result["keras_traces"] = run.experimental_get_tracing_count()  # 1: no retracing
 
     if not args.no_reference:
-        import tf_keras
         from official.projects.movinet.modeling import movinet, movinet_model
 
         backbone = movinet.Movinet(model_id="a0", causal=True, use_external_states=True)
@@ -107,7 +106,6 @@ def main(argv=None) -> int:
         result["reference_ms"] = _per_frame_ms(reference_step, pixels, args.warmup)
         result["reference_traces"] = ref_run.experimental_get_tracing_count()
         result["keras_vs_reference"] = result["keras_ms"] / result["reference_ms"]
-        del tf_keras
 
     kinds = [k for k in args.tflite.split(",") if k and k != "none"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -287,6 +287,22 @@ class Client:
         return {k: from_tensor_proto(v) for k, v in response.outputs.items()}
 
 
+def ranked(probs: np.ndarray, labels: list[str], k: int) -> list[tuple[int, str, float]]:
+    """The k best (class, label, score) of one probability vector, ties in class order;
+    a class beyond the label map is named ``#<class>``."""
+    return [(int(c), labels[c] if c < len(labels) else f"#{c}", float(probs[c]))
+            for c in np.argsort(-probs, kind="stable")[:k]]
+
+
+def _downscaled(rgb: np.ndarray, short_side: int) -> np.ndarray:
+    """A frame as ``--short-side`` sends it: smaller, never upscaled (0: as decoded)."""
+    from kvid.video import resize_frame
+
+    if short_side and min(rgb.shape[:2]) > short_side:
+        return resize_frame(rgb, short_side=short_side)
+    return rgb
+
+
 class Stream(abc.ABC):
     """``send(frames)`` (JPEG bytes, one or a few) -> the top-k [(label, score)] for
     everything sent so far; ``frames`` counts them; ``close()`` ends the stream."""
@@ -354,9 +370,8 @@ class CarriedStream(Stream):
                                     **self.states}, STREAM_STEP_SIGNATURE, self._version)
         self.states = {k: out[k] for k in self.states}
         self.frames += len(frames)
-        probs = out[PROBABILITIES_OUTPUT][0]
-        return [(self.labels[c] if c < len(self.labels) else f"#{c}", float(probs[c]))
-                for c in np.argsort(-probs, kind="stable")[:self._top_k]]
+        return [(label, score) for _, label, score in
+                ranked(out[PROBABILITIES_OUTPUT][0], self.labels, self._top_k)]
 
 
 # --------------------------------------------------------------------- kvid predict
@@ -581,7 +596,7 @@ def _predict_stream(client: Client, args: argparse.Namespace) -> int:
     line per change of the top label, the timeline one row per frame."""
     import time
 
-    from kvid.video import encode_jpeg, iter_frames, probe, resize_frame
+    from kvid.video import encode_jpeg, iter_frames, probe
 
     info = client.model_info(args.version) or {}
     if info.get("modality", "rgb") != "rgb":
@@ -597,11 +612,9 @@ def _predict_stream(client: Client, args: argparse.Namespace) -> int:
             t = frame.index / fps
             if args.realtime:  # on screen at t: not sent before it is shown
                 time.sleep(max(0.0, start + t - time.monotonic()))
-            rgb = frame.rgb
-            if args.short_side and min(rgb.shape[:2]) > args.short_side:
-                rgb = resize_frame(rgb, short_side=args.short_side)
+            jpeg = encode_jpeg(_downscaled(frame.rgb, args.short_side))
             sent = time.monotonic()
-            now = stream.send([encode_jpeg(rgb)])
+            now = stream.send([jpeg])
             latencies.append((time.monotonic() - sent) * 1000)
             rows.append({"start": t, "end": t + 1 / fps, "top": now})
             if top != now[0][0]:
@@ -620,7 +633,7 @@ def _predict_stream(client: Client, args: argparse.Namespace) -> int:
 
 
 def _predict(client: Client, args: argparse.Namespace) -> int:
-    from kvid.video import encode_jpeg, iter_frames, probe, resize_frame, window_clips
+    from kvid.video import encode_jpeg, iter_frames, probe, window_clips
     from kvid.video.sampling import clip_positions, flow_positions
 
     info = client.model_info(args.version) or {}
@@ -635,9 +648,7 @@ def _predict(client: Client, args: argparse.Namespace) -> int:
         if flow is not None:  # the flow between frames, made as ingest made it
             grays.append(flow_gray(rgb, flow))
         if any(s["flow"] is None for s in streams.values()):
-            if args.short_side and min(rgb.shape[:2]) > args.short_side:  # never upscale
-                rgb = resize_frame(rgb, short_side=args.short_side)
-            rgb_frames.append(encode_jpeg(rgb))
+            rgb_frames.append(encode_jpeg(_downscaled(rgb, args.short_side)))
         times.append(frame.time if target_fps is None else frame.index / target_fps)
     flow_frames = flow_images(grays, flow) if flow is not None else []
     backward_frames = flow_images(grays, flow, backward=True) if need_backward else []

@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 PAGE = pathlib.Path(__file__).with_name("page.html")  # served at / (package data)
 
 
+def _page() -> bytes:
+    """The live page, pointed at the stream API's path (one home: the contract)."""
+    return PAGE.read_bytes().replace(b"__STREAMS_PATH__", STREAMS_PATH.encode())
+
+
 class Server:
     """A running server: ``rest_port`` / ``grpc_port`` (None when off), ``stop()``.
 
@@ -74,6 +79,13 @@ class Server:
         if self._rest is None or self._rest.metrics_path is None:
             return None
         return self.rest_url + self._rest.metrics_path
+
+    @property
+    def page_url(self) -> str | None:
+        """Where the live page is served; None when it is off."""
+        if self._rest is None or self._rest.page is None:
+            return None
+        return self.rest_url + "/"
 
     @property
     def grpc_target(self) -> str | None:
@@ -191,7 +203,7 @@ def start_server(
                               num_threads=rest_threads, max_body_bytes=max_body_bytes,
                               metrics_path=prometheus_path, timeout_s=timeout_ms / 1000,
                               max_connections=max_connections, streams=streams,
-                              page=PAGE.read_bytes() if page and streams is not None else None)
+                              page=_page() if page and streams is not None else None)
         elif prometheus_path is not None:
             log.warning("monitoring_config enables Prometheus, but it is served on the "
                         "REST port, which is off")
@@ -275,8 +287,8 @@ def serve_command(args: argparse.Namespace) -> int:
         print(f"Prometheus  {server.metrics_url}", flush=True)
     if server.streams is not None:
         print(f"Streams  {server.rest_url}{STREAMS_PATH}", flush=True)
-    if server._rest is not None and server._rest.page is not None:
-        print(f"Page  {server.rest_url}/", flush=True)
+    if server.page_url:
+        print(f"Page  {server.page_url}", flush=True)
     print(f"gRPC  {server.grpc_target}", flush=True)
     server.wait()
     return 0

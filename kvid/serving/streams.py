@@ -39,9 +39,11 @@ import numpy as np
 from kvid.serving.contract import (ASSETS_DIR, BATCH_SIZE_INPUT, FRAMES_INPUT,
                                    PREPROCESSING_FILE, PROBABILITIES_OUTPUT,
                                    STREAM_INIT_SIGNATURE, STREAM_STEP_SIGNATURE, STREAMS_PATH)
+from kvid.serving.client import ranked
 from kvid.serving.errors import ServingError, invalid_argument, not_found
 from kvid.serving.flags import (DEFAULT_STREAM_IDLE_TIMEOUT_S, DEFAULT_STREAM_MAX_FPS,
                                 DEFAULT_STREAM_SESSIONS)
+from kvid.serving.json_tensor import parse_json
 from kvid.serving.limits import RequestLimits
 from kvid.serving.servables import ModelManager, Servable
 
@@ -87,23 +89,13 @@ def _preprocessing(servable: Servable) -> dict:
         return {}
 
 
-def _json(body: bytes) -> dict:
-    try:
-        doc = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError) as e:
-        raise invalid_argument(f"The body is not JSON: {e}") from None
-    if not isinstance(doc, dict):
-        raise invalid_argument("The body must be a JSON object")
-    return doc
-
-
 def parse_frames(body: bytes, content_type: str) -> list[bytes]:
     """The frames of a step request: a raw ``image/jpeg`` body or ``{"frames": [{"b64"}]}``."""
     if content_type.split(";")[0].strip().lower().startswith("image/"):
         if not body:
             raise invalid_argument("The image body is empty")
         return [body]
-    frames = _json(body).get("frames")
+    frames = parse_json(body).get("frames")
     if not isinstance(frames, list) or not frames:
         raise invalid_argument('Expected {"frames": [{"b64": "<JPEG>"}, ...]} with at least '
                                'one frame, or one frame as an image/jpeg body')
@@ -170,14 +162,19 @@ class StreamSessions:
         """Drops the sessions idle longer than the timeout; their ids."""
         now = self.clock()
         with self._lock:
-            gone = [s for s in self._sessions.values() if s is not None and
-                    now - s.seen > self.limits.idle_timeout_s and not s.lock.locked()]
-            for s in gone:
-                del self._sessions[s.id]
-                self._expired[s.id] = now
-            while len(self._expired) > _REMEMBER_EXPIRED:
-                self._expired.popitem(last=False)
-        return [s.id for s in gone]
+            return [s.id for s in list(self._sessions.values()) if self._drop_idle(s, now)]
+
+    def _drop_idle(self, session: _Session | None, now: float) -> bool:
+        """Under ``_lock``: drops ``session`` if it is idle past the timeout (and not
+        stepping), remembering its id to answer "expired"."""
+        if session is None or now - session.seen <= self.limits.idle_timeout_s \
+                or session.lock.locked():
+            return False
+        del self._sessions[session.id]
+        self._expired[session.id] = now
+        while len(self._expired) > _REMEMBER_EXPIRED:
+            self._expired.popitem(last=False)
+        return True
 
     # ------------------------------------------------------------------ operations
 
@@ -225,10 +222,12 @@ class StreamSessions:
                 "max_fps": self.limits.max_fps}
 
     def _get(self, session_id: str) -> _Session:
-        self.expire()
+        """The open session, or 404; one idle past the timeout expires now, not at the
+        reaper's next pass."""
+        now = self.clock()
         with self._lock:
             session = self._sessions.get(session_id)  # None: still opening, id not out
-            if session is not None:
+            if session is not None and not self._drop_idle(session, now):
                 return session
             if session_id in self._expired:
                 raise not_found(f"Stream session {session_id} expired after "
@@ -266,12 +265,11 @@ class StreamSessions:
             session.frames += len(frames)
             session.steps += 1
             session.seen = self.clock()
-            probs = out[PROBABILITIES_OUTPUT][0]
-            top = np.argsort(-probs, kind="stable")[:session.top_k]
-            labels = session.preprocessing.get("labels", [])
+            top = ranked(out[PROBABILITIES_OUTPUT][0], session.preprocessing.get("labels", []),
+                         session.top_k)
             return {"session": session_id, "frames": session.frames,
-                    "top_k": [{"label": labels[c] if c < len(labels) else f"#{c}",
-                               "class": int(c), "score": float(probs[c])} for c in top],
+                    "top_k": [{"label": label, "class": c, "score": score}
+                              for c, label, score in top],
                     "latency_ms": latency_ms}
         finally:
             session.lock.release()
@@ -318,7 +316,7 @@ class StreamSessions:
                 raise not_found(f"No stream API at {path}")
             session_id = match.group(1)
             if session_id is None and method == "POST":
-                doc = _json(body)
+                doc = parse_json(body)
                 name = doc.get("model_name")
                 if not isinstance(name, str) or not name:
                     raise invalid_argument('Expected {"model_name": "<served model>"}')

@@ -142,10 +142,11 @@ def test_the_page_is_served_at_the_root_and_off_with_the_flag(served, stream_bas
                                                               toy_versions):
     status, headers, body = http_request(served.rest_port, "GET", "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert b"kvid live" in body and STREAMS_PATH.encode() in body
+    assert b"kvid live" in body and f'const API = "{STREAMS_PATH}"'.encode() in body
+    assert served.page_url == served.rest_url + "/"
     srv = start_stream_server(stream_base, toy_versions, grpc_port=None, page=False)
     try:
-        assert http_request(srv.rest_port, "GET", "/")[0] == 404
+        assert http_request(srv.rest_port, "GET", "/")[0] == 404 and srv.page_url is None
         assert http_request(srv.rest_port, "GET", STREAMS_PATH)[0] == 200  # the API stays
     finally:
         srv.stop()

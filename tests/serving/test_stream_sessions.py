@@ -72,7 +72,7 @@ def test_the_stream_api_refuses_bad_input_and_keeps_other_sessions(server, frame
     good = f"{path}/{doc['session']}"
     for body, ctype, words in [
         (b"not a jpeg", "image/jpeg", "JPEG"),  # the in-graph decoder's error
-        (b"{", "application/json", "not JSON"),
+        (b"{", "application/json", "JSON Parse error"),
         (json.dumps({"frames": []}).encode(), "application/json", "at least one frame"),
         (json.dumps({"frames": [{"b64": "%%%"}]}).encode(), "application/json", "base64"),
         (json.dumps({"frames": ["x"]}).encode(), "application/json", "frames[0]"),
