@@ -130,6 +130,10 @@ def test_every_numeric_flag_refuses_0_negative_inf_and_nan_in_one_line(capsys):
     (["predict", "v.mp4", "--server", "not-a-url"], "expected a URL"),
     (["predict", "v.mp4", "--server", "http://127.0.0.1:99999"], "expected a URL"),
     (["predict", "v.mp4", "--grpc", "localhost"], "HOST:PORT"),
+    (["predict", "--camera", "7"], "no camera 7: /dev/video7 does not exist"),
+    (["predict", "--camera", "nosuchformat:x"], "no input format 'nosuchformat'"),
+    (["predict", "v.mp4", "--camera", "lavfi:testsrc"], "give a video file or --camera"),
+    (["predict", "v.mp4", "--duration", "2"], "--duration applies to --camera"),
     (["serve", "--rest_api_port=70000"], "argument --rest_api_port"),
     (["serve", "--port=-1"], "argument --port"),
     (["serve", "--max_body_bytes=-1"], "argument --max_body_bytes"),
@@ -137,7 +141,6 @@ def test_every_numeric_flag_refuses_0_negative_inf_and_nan_in_one_line(capsys):
     (["serve", "--model_base_path=/nonexistent/kvid"], "Could not find base path"),
     (["serve"], "Give --model_base_path"),
     (["serve", "--model_base_path=.", "--stream_max_fps=0"], "argument --stream_max_fps"),
-    (["predict", "v.mp4", "--stream", "--sliding-window", "1"], "not allowed with"),
     (["export", "r", "o", "--tflite", "int8", "--top-k", "3"], "--top-k applies to a Saved"),
     (["export", "r", "o", "--tflite", "float32", "--model-name", "m"], "--model-name"),
 ])

@@ -324,8 +324,10 @@ class _Graph:
 
     def __init__(self, spec: Spec, num_classes: int, causal: bool, activation: str,
                  gating_activation: str, head_activation: str, dropout: float,
-                 conv_type: str = "3d", se_type: str = "3d", positional_encoding: bool = False):
+                 conv_type: str = "3d", se_type: str = "3d", positional_encoding: bool = False,
+                 bn_momentum: float = BN_MOMENTUM):
         self.spec, self.num_classes, self.causal = spec, num_classes, causal
+        self.bn_momentum = bn_momentum
         self.conv_type, self.se_type = conv_type, se_type
         self.positional_encoding = positional_encoding
         self.activation, self.gating, self.head_activation = (activation, gating_activation,
@@ -340,7 +342,7 @@ class _Graph:
 
     def bn(self, x, name):
         return self.layer(name, lambda n: layers.BatchNormalization(
-            momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=n))(x)
+            momentum=self.bn_momentum, epsilon=BN_EPSILON, name=n))(x)
 
     def act(self, x, fn, name):
         return self.layer(name, lambda n: MovinetActivation(fn, name=n))(x)
@@ -453,7 +455,7 @@ def build_movinet(input_shape=(50, 172, 172, 3), num_classes: int = 600, *,
                   se_type: str = "3d", activation: str = "swish",
                   gating_activation: str = "sigmoid", head_activation: str = "swish",
                   positional_encoding: bool = False, dropout: float = 0.5,
-                  name: str | None = None) -> keras.Model:
+                  bn_momentum: float = BN_MOMENTUM, name: str | None = None) -> keras.Model:
     """MoViNet ``model_id`` (a0 ... a5) on clips ``input_shape`` (T, H, W may be None).
 
     Args:
@@ -470,6 +472,9 @@ def build_movinet(input_shape=(50, 172, 172, 3), num_classes: int = 600, *,
         positional_encoding: a causal model's squeeze-excite sees each frame's position
             (the A3-A5 stream models).
         dropout: before the logits (0.5, Model Garden's Kinetics config; 0 at inference).
+        bn_momentum: of the batch norms' moving statistics (Model Garden's 0.99 is for
+            Kinetics-length training; on a few hundred steps they would stay near their
+            initial values and inference would not follow training).
     """
     input_shape = _check(input_shape, num_classes, model_id, dropout)
     check_choice(conv_type, CONV_TYPES, "conv_type")
@@ -479,8 +484,11 @@ def build_movinet(input_shape=(50, 172, 172, 3), num_classes: int = 600, *,
     if positional_encoding and not causal:
         raise ValueError("positional_encoding is for causal MoViNets (Model Garden adds it "
                          "only with causal=True)")
+    if not 0.0 <= bn_momentum < 1.0:
+        raise ValueError(f"bn_momentum must be in [0, 1). Received: {bn_momentum!r}")
     graph = _Graph(SPECS[model_id], num_classes, causal, activation, gating_activation,
-                   head_activation, dropout, conv_type, se_type, positional_encoding)
+                   head_activation, dropout, conv_type, se_type, positional_encoding,
+                   bn_momentum)
     inputs = video_input(input_shape)
     logits, _ = graph.run(inputs, None)
     model = keras.Model(inputs, logits, name=name or f"movinet_{model_id}"
@@ -633,7 +641,8 @@ def _zoo_entry(model_id: str, causal: bool):
            if causal else "found by architecture search."),
         "Kondratyuk et al., MoViNets: Mobile Video Networks for Efficient Video Recognition, "
         "CVPR 2021", (frames, size, size, 3), normalization="unit", reference_num_classes=600,
-        tiny_input_shape=(4, 32, 32, 3), tiny_kwargs={"model_id": "a0", "dropout": 0.0})
+        tiny_input_shape=(4, 32, 32, 3),
+        tiny_kwargs={"model_id": "a0", "dropout": 0.0, "bn_momentum": 0.9})
 
 
 ZOO = {f"movinet_{m}" + ("_stream" if c else ""): _zoo_entry(m, c)

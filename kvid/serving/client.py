@@ -16,9 +16,11 @@ from __future__ import annotations
 import abc
 import argparse
 import base64
+import contextlib
 import csv
 import http.client
 import json
+import math
 import os
 import sys
 import threading
@@ -254,14 +256,18 @@ class Client:
                 for n, v in columns.items()}
 
     def open_stream(self, top_k: int = 5, version: int | None = None, *,
-                    carry: bool = False) -> "Stream":
-        """A stream model's frame-by-frame classifier. Over REST to ``kvid serve`` the
-        server holds the states (a stream session); ``carry`` (and always over gRPC, or
-        against TF Serving) runs ``stream_init``/``stream_step`` and sends the states
-        back each step."""
+                    carry: bool = False, window: int | None = None,
+                    stride: int | None = None) -> "Stream":
+        """A frame-by-frame classifier. Over REST to ``kvid serve`` the server holds what
+        a stream needs (a stream session); ``carry`` (and always over gRPC, or against TF
+        Serving) keeps it here: a stream model's states go to ``stream_step`` and come back
+        each step; any other model's last ``window`` frames are kept and a clip of them
+        goes to ``serving_default`` every ``stride`` frames (kvid.video.StreamWindows)."""
         if carry or self._stubs is not None:
-            return CarriedStream(self, top_k, version)
-        return SessionStream(self, top_k, version)
+            if STREAM_STEP_SIGNATURE in self._signature_defs(version):
+                return CarriedStream(self, top_k, version)
+            return WindowStream(self, top_k, version, window, stride)
+        return SessionStream(self, top_k, version, window, stride)
 
     def _predict_grpc(self, inputs, sig, signature_name, version) -> dict[str, np.ndarray]:
         import tensorflow as tf
@@ -287,11 +293,23 @@ class Client:
         return {k: from_tensor_proto(v) for k, v in response.outputs.items()}
 
 
-def ranked(probs: np.ndarray, labels: list[str], k: int) -> list[tuple[int, str, float]]:
+def ranked(probs: np.ndarray, labels: list[str] | dict[int, str],
+           k: int) -> list[tuple[int, str, float]]:
     """The k best (class, label, score) of one probability vector, ties in class order;
     a class beyond the label map is named ``#<class>``."""
-    return [(int(c), labels[c] if c < len(labels) else f"#{c}", float(probs[c]))
+    names = labels if isinstance(labels, dict) else dict(enumerate(labels))
+    return [(int(c), names.get(int(c), f"#{c}"), float(probs[c]))
             for c in np.argsort(-probs, kind="stable")[:k]]
+
+
+def output_labels(out: dict[str, np.ndarray], index: int) -> dict[int, str]:
+    """{class: label} of the classes a kvid signature returned in its own top-k: the
+    names of a model whose label map the client cannot read (a SavedModel asset)."""
+    if CLASSES_OUTPUT not in out or LABELS_OUTPUT not in out:
+        return {}
+    return {int(c): lab.decode("utf-8", "replace") if isinstance(lab, bytes) else str(lab)
+            for c, lab in zip(out[CLASSES_OUTPUT][index].tolist(),
+                              out[LABELS_OUTPUT][index].tolist())}
 
 
 def _downscaled(rgb: np.ndarray, short_side: int) -> np.ndarray:
@@ -305,9 +323,13 @@ def _downscaled(rgb: np.ndarray, short_side: int) -> np.ndarray:
 
 class Stream(abc.ABC):
     """``send(frames)`` (JPEG bytes, one or a few) -> the top-k [(label, score)] for
-    everything sent so far; ``frames`` counts them; ``close()`` ends the stream."""
+    everything sent so far; ``frames`` counts them; ``close()`` ends the stream. A window
+    model's stream answers its latest window's top-k (none before the first is full) and
+    lists the windows each ``send`` completed in ``windows``: [(first frame, end, top-k)]."""
 
     frames = 0
+    window: int | None = None  # frames per window (None: a stream model, frame by frame)
+    windows: list[tuple[int, int, list[tuple[str, float]]]] = []
 
     @abc.abstractmethod
     def send(self, frames: list[bytes]) -> list[tuple[str, float]]:
@@ -323,17 +345,26 @@ class Stream(abc.ABC):
         self.close()
 
 
-class SessionStream(Stream):
-    """The states held by ``kvid serve`` (kvid.serving.streams): only frames travel."""
+def _pairs(top_k: list[dict]) -> list[tuple[str, float]]:
+    return [(t["label"], t["score"]) for t in top_k]
 
-    def __init__(self, client: Client, top_k: int, version: int | None):
+
+class SessionStream(Stream):
+    """What the stream needs is held by ``kvid serve`` (kvid.serving.streams): only
+    frames travel."""
+
+    def __init__(self, client: Client, top_k: int, version: int | None,
+                 window: int | None = None, stride: int | None = None):
         self._client = client
         body = {"model_name": client.model, "top_k": top_k}
-        if version is not None:
-            body["model_version"] = version
+        for key, value in (("model_version", version), ("window", window),
+                           ("stride", stride)):
+            if value is not None:
+                body[key] = value
         doc = client._rest("POST", client._url.path + STREAMS_PATH,
                            json.dumps(body).encode())
         self.session, self.labels = doc["session"], doc["labels"]
+        self.window = doc.get("window")
         self._path = f"{client._url.path}{STREAMS_PATH}/{self.session}"
         self._open = True
 
@@ -344,7 +375,9 @@ class SessionStream(Stream):
             doc = self._client._rest("POST", self._path, json.dumps(
                 {"frames": _jsonable(list(frames))}).encode())
         self.frames = doc["frames"]
-        return [(t["label"], t["score"]) for t in doc["top_k"]]
+        self.windows = [(w["start"], w["end"], _pairs(w["top_k"]))
+                        for w in doc.get("windows", [])]
+        return _pairs(doc["top_k"])
 
     def close(self) -> None:
         if self._open:
@@ -358,9 +391,6 @@ class CarriedStream(Stream):
     def __init__(self, client: Client, top_k: int, version: int | None):
         self._client, self._version, self._top_k = client, version, top_k
         info = client.model_info(version) or {}
-        if STREAM_STEP_SIGNATURE not in client._signature_defs(version):
-            raise ValueError(f"model {client.model} has no {STREAM_STEP_SIGNATURE} "
-                             "signature: only a stream model (movinet_*_stream) streams")
         self.labels = list(info.get("labels", []))
         self.states = client.predict({BATCH_SIZE_INPUT: np.array(1, np.int32)},
                                      STREAM_INIT_SIGNATURE, version)
@@ -372,6 +402,48 @@ class CarriedStream(Stream):
         self.frames += len(frames)
         return [(label, score) for _, label, score in
                 ranked(out[PROBABILITIES_OUTPUT][0], self.labels, self._top_k)]
+
+
+class WindowStream(Stream):
+    """A window model through TF Serving's API: the last frames are kept here and each
+    window's clip goes to ``serving_default``, as a stream session does server side."""
+
+    def __init__(self, client: Client, top_k: int, version: int | None,
+                 window: int | None = None, stride: int | None = None):
+        from kvid.video.sampling import StreamWindows
+
+        self._client, self._version, self._top_k = client, version, top_k
+        info = client.model_info(version) or {}
+        if info.get("modality", "rgb") != "rgb" or info.get("members"):
+            raise ValueError(f"model {client.model} reads {info.get('modality', 'several')}"
+                             " streams: only RGB frames stream; classify its windows with "
+                             "--sliding-window")
+        shape = client.input_shape(FRAMES_INPUT, DEFAULT_SIGNATURE, version)
+        clip_frames = shape[1] if len(shape) == 2 and shape[1] > 0 else info.get(
+            "clip_frames")
+        if not clip_frames:
+            raise ValueError(f"model {client.model} does not say how many frames a clip "
+                             "holds; it cannot stream")
+        self._windows = StreamWindows.for_model(info, int(clip_frames), window, stride)
+        self.window = self._windows.window
+        self.labels = list(info.get("labels", []))
+        self._latest: list[tuple[str, float]] = []
+
+    def send(self, frames: list[bytes]) -> list[tuple[str, float]]:
+        ready = [w for w in map(self._windows.push, frames) if w is not None]
+        self.frames += len(frames)
+        self.windows = []
+        if ready:
+            out = self._client.predict(
+                {FRAMES_INPUT: np.array([clip for _, clip in ready], dtype=object)},
+                DEFAULT_SIGNATURE, self._version)
+            for j, (first, _) in enumerate(ready):
+                top = [(label, score) for _, label, score in ranked(
+                    out[PROBABILITIES_OUTPUT][j], self.labels or output_labels(out, j),
+                    self._top_k)]
+                self.windows.append((first, first + self.window, top))
+            self._latest = self.windows[-1][2]
+        return self._latest
 
 
 # --------------------------------------------------------------------- kvid predict
@@ -400,7 +472,13 @@ def grpc_address(text: str) -> str:
 
 
 def configure_predict_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("video", help="video file to classify")
+    parser.add_argument("video", nargs="?", help="video file to classify")
+    parser.add_argument("--camera", default=None, metavar="N|FORMAT:URL",
+                        help="classify live video instead of a file (implies --stream): "
+                             "camera N, or any FFmpeg input such as v4l2:/dev/video2 or "
+                             "lavfi:testsrc2=rate=25,realtime; until Ctrl-C or --duration")
+    parser.add_argument("--duration", type=positive_float, default=None, metavar="SECONDS",
+                        help="with --camera: stop after this long")
     parser.add_argument("--server", default="http://127.0.0.1:8501", type=rest_url,
                         help="REST base URL of TF Serving or kvid serve")
     parser.add_argument("--grpc", default=None, metavar="HOST:PORT", type=grpc_address,
@@ -421,20 +499,24 @@ def configure_predict_parser(parser: argparse.ArgumentParser) -> argparse.Argume
                         help="evenly spaced clips averaged for the whole-video answer")
     parser.add_argument("--top-k", type=positive_int, default=5)
     parser.add_argument("--batch-size", type=positive_int, default=8, help="clips per request")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--sliding-window", type=positive_float, default=None,
-                      metavar="SECONDS", help="classify window by window and write a timeline")
+    parser.add_argument("--sliding-window", type=positive_float, default=None,
+                        metavar="SECONDS", help="classify window by window and write a "
+                        "timeline (with --stream: the window a window model classifies)")
     parser.add_argument("--stride", type=positive_float, default=None, metavar="SECONDS",
-                        help="window step (default: the window length)")
-    mode.add_argument("--stream", action="store_true",
-                      help="a stream model (movinet_*_stream): play the video at its rate, "
-                           "frame by frame, and print the label whenever it changes")
+                        help="window step (default: the window length; with --stream: half "
+                             "the window)")
+    parser.add_argument("--stream", action="store_true",
+                        help="play the video at its rate and print the label whenever it "
+                             "changes: a stream model (movinet_*_stream) frame by frame, any "
+                             "other RGB model window by window (default window: the clip it "
+                             "was trained on)")
     parser.add_argument("--no-realtime", dest="realtime", action="store_false",
                         help="with --stream: send frames as fast as the server answers")
     parser.add_argument("--carry-states", action="store_true",
-                        help="with --stream: send the states back each step through "
-                             f"{STREAM_STEP_SIGNATURE} (TF Serving's way; always over "
-                             f"--grpc) instead of a kvid serve stream session")
+                        help="with --stream: keep the stream here, not in a kvid serve "
+                             "stream session (TF Serving's way; always over --grpc): the "
+                             f"states go back through {STREAM_STEP_SIGNATURE} each step, a "
+                             "window model's last frames are kept here")
     parser.add_argument("--timeline", default=None, metavar="OUT.json|csv")
     parser.add_argument("--strip", default=None, metavar="OUT.png")
     return parser
@@ -462,8 +544,7 @@ def _top_k(results: list[dict], k: int) -> list[tuple[str, float]]:
     """
     names = {}
     for r in results:
-        for c, lab in zip(r[CLASSES_OUTPUT].tolist(), r[LABELS_OUTPUT].tolist()):
-            names[int(c)] = lab.decode("utf-8", "replace")
+        names.update(output_labels({k: v[None] for k, v in r.items()}, 0))
     k = min(k, len(results[0][LABELS_OUTPUT]))
     mean = np.mean([r[PROBABILITIES_OUTPUT] for r in results], axis=0)
     return [(names.get(int(c), f"#{int(c)}"), float(mean[c])) for c in np.argsort(-mean)[:k]]
@@ -481,10 +562,11 @@ def _write_timeline(path: str, video: str, rows: list[dict]) -> None:
                            [x for lab, s in r["top"] for x in (lab, f"{s:.6f}")])
         return
     with open(path, "w") as f:
-        json.dump({"video": os.path.abspath(video), "windows": [
-            {"start": r["start"], "end": r["end"],
-             "labels": [lab for lab, _ in r["top"]],
-             "scores": [s for _, s in r["top"]]} for r in rows]}, f, indent=1)
+        json.dump({"video": os.path.abspath(video) if os.path.exists(video) else video,
+                   "windows": [{"start": r["start"], "end": r["end"],
+                                "labels": [lab for lab, _ in r["top"]],
+                                "scores": [s for _, s in r["top"]]} for r in rows]},
+                  f, indent=1)
 
 
 def _write_strip(path: str, rows: list[dict], thumbs: list[np.ndarray]) -> None:
@@ -521,10 +603,24 @@ def predict_command(args: argparse.Namespace) -> int:
     """``kvid predict``: top-k labels of a video, or a sliding-window timeline."""
     from kvid.video import VideoError
 
+    if (args.video is None) == (args.camera is None):
+        print("kvid predict: error: give a video file or --camera", file=sys.stderr)
+        return 2
+    if args.camera is not None:
+        from kvid.video.camera import camera_source
+
+        try:
+            camera_source(args.camera)
+        except ValueError as e:
+            print(f"kvid predict: error: --camera: {e}", file=sys.stderr)
+            return 2
+    elif args.duration is not None:
+        print("kvid predict: error: --duration applies to --camera", file=sys.stderr)
+        return 2
     client = Client(rest_url=None if args.grpc else args.server, grpc_target=args.grpc,
                     model=args.model)
     try:
-        return (_predict_stream if args.stream else _predict)(client, args)
+        return (_predict_stream if args.stream or args.camera else _predict)(client, args)
     except (ServingError, VideoError, ValueError) as e:
         print(f"kvid predict: {e}", file=sys.stderr)
         return 1
@@ -592,44 +688,108 @@ def _streams(client: Client, info: dict, args) -> dict[str, dict]:
 
 
 def _predict_stream(client: Client, args: argparse.Namespace) -> int:
-    """``kvid predict --stream``: frames sent one by one as a player would show them; a
-    line per change of the top label, the timeline one row per frame."""
+    """``kvid predict --stream`` / ``--camera``: frames sent one by one as a player would
+    show them; a line per change of the top label; the timeline one row per frame (a
+    stream model) or per window (a window model)."""
     import time
 
-    from kvid.video import encode_jpeg, iter_frames, probe
+    from kvid.video import encode_jpeg, probe
 
     info = client.model_info(args.version) or {}
     if info.get("modality", "rgb") != "rgb":
         raise ValueError("--stream plays RGB frames; this model reads "
                          f"{info.get('modality')}")
-    fps = args.fps or info.get("fps") or probe(args.video).fps or 25.0
+    source = args.video or f"camera {args.camera}"
+    fps = args.fps or info.get("fps") or (None if args.camera else probe(args.video).fps) \
+        or 25.0
+    window = max(1, round(args.sliding_window * fps)) if args.sliding_window else None
+    stride = max(1, round(args.stride * fps)) if args.stride else None
     latencies, rows, top = [], [], None
-    with client.open_stream(args.top_k, args.version, carry=args.carry_states) as stream:
-        print(f"kvid predict: streaming {args.video} at {fps:g} fps"
-              f"{'' if args.realtime else ' (as fast as answered)'}", file=sys.stderr)
-        start = time.monotonic()
-        for frame in iter_frames(args.video, fps=fps):
-            t = frame.index / fps
-            if args.realtime:  # on screen at t: not sent before it is shown
-                time.sleep(max(0.0, start + t - time.monotonic()))
-            jpeg = encode_jpeg(_downscaled(frame.rgb, args.short_side))
-            sent = time.monotonic()
-            now = stream.send([jpeg])
-            latencies.append((time.monotonic() - sent) * 1000)
-            rows.append({"start": t, "end": t + 1 / fps, "top": now})
-            if top != now[0][0]:
-                top = now[0][0]
-                print(f"{t:8.2f}s  {now[0][1]:.4f}  {top}", flush=True)
+    with client.open_stream(args.top_k, args.version, carry=args.carry_states,
+                            window=window, stride=stride) as stream:
+        if stream.window is None and (window or stride):
+            raise ValueError("a stream model steps frame by frame: --sliding-window and "
+                             "--stride apply to window models")
+        how = f"a window of {stream.window} frames" if stream.window else "frame by frame"
+        print(f"kvid predict: streaming {source} at {fps:g} fps, {how}"
+              f"{'' if args.realtime or args.camera else ' (as fast as answered)'}",
+              file=sys.stderr)
+        frames = _live(args.camera, fps, args.duration) if args.camera else \
+            _played(args.video, fps, args.realtime)
+        with contextlib.closing(frames), _until_interrupted(args.camera is not None):
+            for t, rgb in frames:
+                jpeg = encode_jpeg(_downscaled(rgb, args.short_side))
+                sent = time.monotonic()
+                now = stream.send([jpeg])
+                latencies.append((time.monotonic() - sent) * 1000)
+                new = [{"start": a / fps, "end": b / fps, "top": top_k}
+                       for a, b, top_k in stream.windows] if stream.window else \
+                    [{"start": t, "end": t + 1 / fps, "top": now}]
+                for row in new:
+                    rows.append(row)
+                    if top != row["top"][0][0]:
+                        top = row["top"][0][0]
+                        print(f"{t:8.2f}s  {row['top'][0][1]:.4f}  {top}", flush=True)
     if not rows:
-        raise ValueError(f"{args.video} has no frames")
-    print(f"kvid predict: {len(rows)} frames, per-frame latency p50 "
+        raise ValueError(f"{source} has no frames" if not latencies else
+                         f"{source} gave {len(latencies)} frames, fewer than one window "
+                         f"of {stream.window}")
+    print(f"kvid predict: {len(latencies)} frames, per-frame latency p50 "
           f"{np.percentile(latencies, 50):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms",
           file=sys.stderr)
     for label, score in rows[-1]["top"]:
         print(f"{score:.4f}  {label}")
     if args.timeline:
-        _write_timeline(args.timeline, args.video, rows)
+        _write_timeline(args.timeline, source, rows)
     return 0
+
+
+def _played(video: str, fps: float, realtime: bool):
+    """(t, frame) of a file at ``fps``; in real time, none before it is on screen."""
+    import time
+
+    from kvid.video import iter_frames
+
+    start = time.monotonic()
+    for frame in iter_frames(video, fps=fps):
+        t = frame.index / fps
+        if realtime:
+            time.sleep(max(0.0, start + t - time.monotonic()))
+        yield t, frame.rgb
+
+
+@contextlib.contextmanager
+def _until_interrupted(live: bool):
+    """Ctrl-C ends a live stream (the summary follows); a file's play is aborted."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if not live:
+            raise
+
+
+def _live(camera: str, fps: float, duration: float | None):
+    """(t, frame) of a live source, at most ``fps`` frames a second (t: when the frame
+    came, from the first): the newest frame whenever the consumer is ready, so a slow one
+    skips frames rather than falling behind; until ``duration``."""
+    from kvid.video.camera import LiveFrames
+
+    period, jitter = 1.0 / fps, 0.25 / fps
+    with LiveFrames(camera) as live:
+        first = due = None
+        last = -1
+        while True:
+            frame = live.newest(after=last)
+            if frame is None:  # the source ended
+                return
+            last = frame.number
+            first = frame.time if first is None else first
+            if duration is not None and frame.time - first >= duration:
+                return
+            if due is not None and frame.time < due - jitter:
+                continue  # the source is faster than fps
+            due = max(due or frame.time, frame.time) + period
+            yield frame.time - first, frame.rgb
 
 
 def _predict(client: Client, args: argparse.Namespace) -> int:

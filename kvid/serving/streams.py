@@ -10,6 +10,12 @@ also keeps them server side, beside ``/v1/``:
     DELETE /kvid/streams/<id>   -> the session's totals
     GET    /kvid/streams        -> open sessions and the limits
 
+A model without stream signatures whose ``serving_default`` takes RGB JPEG clips streams
+too: its session keeps the last ``window`` frames (a ring buffer; open with ``"window"`` and
+``"stride"`` in frames, default the clip it was trained on and half of it) and classifies a
+clip of them every ``stride`` frames, the windows ``kvid predict --sliding-window`` cuts from
+a file; a step answers the latest window's top-k and the windows it completed.
+
 A session is pinned to the version it opened on. The limits a client cannot get past:
 ``max_sessions`` open at once (more: 503), ``idle_timeout_s`` without a frame (then the
 session is dropped and its id answers 404 "expired"), ``max_fps`` frames per second per
@@ -36,19 +42,23 @@ from typing import Callable
 import grpc
 import numpy as np
 
-from kvid.serving.contract import (ASSETS_DIR, BATCH_SIZE_INPUT, FRAMES_INPUT,
-                                   PREPROCESSING_FILE, PROBABILITIES_OUTPUT,
+from tensorflow.core.framework import types_pb2
+
+from kvid.serving.contract import (ASSETS_DIR, BATCH_SIZE_INPUT, DEFAULT_SIGNATURE,
+                                   FRAMES_INPUT, PREPROCESSING_FILE, PROBABILITIES_OUTPUT,
                                    STREAM_INIT_SIGNATURE, STREAM_STEP_SIGNATURE, STREAMS_PATH)
-from kvid.serving.client import ranked
+from kvid.serving.client import output_labels, ranked
 from kvid.serving.errors import ServingError, invalid_argument, not_found
 from kvid.serving.flags import (DEFAULT_STREAM_IDLE_TIMEOUT_S, DEFAULT_STREAM_MAX_FPS,
                                 DEFAULT_STREAM_SESSIONS)
 from kvid.serving.json_tensor import parse_json
-from kvid.serving.limits import RequestLimits
+from kvid.serving.limits import RequestLimits, image_pixels
 from kvid.serving.servables import ModelManager, Servable
+from kvid.video.sampling import StreamWindows
 
 _SESSION_RE = re.compile(STREAMS_PATH + r"(?:/([A-Za-z0-9_-]+))?/?")
 _REMEMBER_EXPIRED = 4096  # ids kept to answer "expired" rather than "unknown"
+MAX_WINDOW_FRAMES = 256  # frames (JPEGs) a window model's session holds at most
 DEFAULT_TOP_K = 5
 
 
@@ -71,6 +81,8 @@ class _Session:
     tokens: float  # frames the rate cap allowed at ``last``
     last: float  # when the latest step (or the open) arrived: the bucket refills from it
     seen: float  # when the session was last active (a step ended): idle from then
+    windows: StreamWindows | None = None  # a window model's ring buffer (else states)
+    latest: list | None = None  # a window model's top-k of its latest window
     frames: int = 0
     steps: int = 0
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
@@ -108,6 +120,39 @@ def parse_frames(body: bytes, content_type: str) -> list[bytes]:
         except (binascii.Error, ValueError):
             raise invalid_argument(f"frames[{i}] is not valid base64") from None
     return out
+
+
+def _top_k(session: _Session, probs: np.ndarray, names: dict[int, str] | None = None):
+    """[{label, class, score}]: the export's labels, else ``names``."""
+    return [{"label": label, "class": c, "score": score} for c, label, score in
+            ranked(probs, session.preprocessing.get("labels") or names or [],
+                   session.top_k)]
+
+
+def _windows(servable: Servable, preprocessing: dict, window: int | None,
+             stride: int | None) -> StreamWindows:
+    """The ring buffer of a model without stream signatures whose ``serving_default``
+    takes RGB JPEG clips alone; a 400 for any other."""
+    sig = servable.signature_defs.get(DEFAULT_SIGNATURE)
+    inputs = dict(sig.inputs) if sig is not None else {}
+    modality = preprocessing.get("modality", "rgb")
+    if set(inputs) != {FRAMES_INPUT} or modality != "rgb" or \
+            inputs[FRAMES_INPUT].dtype != types_pb2.DT_STRING:
+        raise invalid_argument(
+            f"Model {servable.name} version {servable.version} cannot stream: it has no "
+            f"{STREAM_STEP_SIGNATURE} signature, and its {DEFAULT_SIGNATURE} does not take "
+            f"RGB JPEG frames alone (it reads {modality}); classify its windows with kvid "
+            "predict --sliding-window")
+    dims = [d.size for d in inputs[FRAMES_INPUT].tensor_shape.dim]
+    clip_frames = dims[1] if len(dims) == 2 and dims[1] > 0 else \
+        preprocessing.get("clip_frames")
+    if not clip_frames:
+        raise invalid_argument(f"Model {servable.name} version {servable.version} does not "
+                               "say how many frames a clip holds; it cannot stream")
+    if window is not None and window > MAX_WINDOW_FRAMES:
+        raise invalid_argument(f"window must be at most {MAX_WINDOW_FRAMES} frames (the "
+                               f"frames a session holds), got {window}")
+    return StreamWindows.for_model(preprocessing, int(clip_frames), window, stride)
 
 
 def _positive_int(doc: dict, key: str, default):
@@ -179,15 +224,13 @@ class StreamSessions:
     # ------------------------------------------------------------------ operations
 
     def open(self, model_name: str, version: int | None = None, label: str | None = None,
-             top_k: int = DEFAULT_TOP_K) -> dict:
+             top_k: int = DEFAULT_TOP_K, window: int | None = None,
+             stride: int | None = None) -> dict:
         servable = self.manager.get(model_name, version, label)
-        missing = [s for s in (STREAM_INIT_SIGNATURE, STREAM_STEP_SIGNATURE)
-                   if s not in servable.signature_defs]
-        if missing:
-            raise invalid_argument(
-                f"Model {servable.name} version {servable.version} has no {missing[0]} "
-                "signature: only a stream model (movinet_*_stream) streams frame by frame; "
-                "classify other models' windows with kvid predict --sliding-window")
+        preprocessing = _preprocessing(servable)
+        stateful = all(s in servable.signature_defs
+                       for s in (STREAM_INIT_SIGNATURE, STREAM_STEP_SIGNATURE))
+        windows = None if stateful else _windows(servable, preprocessing, window, stride)
         self.expire()
         with self._lock:  # the count is checked before the states are allocated
             if len(self._sessions) >= self.limits.max_sessions:
@@ -199,10 +242,11 @@ class StreamSessions:
             self._sessions[session_id] = None  # reserved while the states are made
         try:
             states = servable.predict(STREAM_INIT_SIGNATURE,
-                                      {BATCH_SIZE_INPUT: np.array(1, np.int32)})
-            session = _Session(session_id, servable, _preprocessing(servable), top_k, states,
+                                      {BATCH_SIZE_INPUT: np.array(1, np.int32)}) \
+                if stateful else {}
+            session = _Session(session_id, servable, preprocessing, top_k, states,
                                tokens=_bucket(self.limits.max_fps), last=self.clock(),
-                               seen=self.clock())
+                               seen=self.clock(), windows=windows)
         except BaseException:
             with self._lock:
                 self._sessions.pop(session_id, None)
@@ -218,6 +262,8 @@ class StreamSessions:
                 "fps": session.preprocessing.get("fps"),
                 "image_size": session.preprocessing.get("image_size"),
                 "top_k": session.top_k, "frames": session.frames,
+                "mode": "states" if session.windows is None else "window",
+                **(session.windows.describe() if session.windows else {}),
                 "idle_timeout_s": self.limits.idle_timeout_s,
                 "max_fps": self.limits.max_fps}
 
@@ -236,7 +282,8 @@ class StreamSessions:
         raise not_found(f"Unknown stream session {session_id}")
 
     def step(self, session_id: str, frames: list[bytes]) -> dict:
-        """Runs ``stream_step`` on the frames, carrying the session's states."""
+        """Runs ``stream_step`` on the frames, carrying the session's states; a window
+        model's session classifies each window the frames complete, in one request."""
         session = self._get(session_id)
         if not session.lock.acquire(blocking=False):
             raise ServingError(grpc.StatusCode.ABORTED,
@@ -254,25 +301,52 @@ class StreamSessions:
                 raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                    f"Stream session {session_id} is over its frame rate "
                                    f"cap of {cap:g} frames/s (--stream_max_fps){more}")
-            inputs = {FRAMES_INPUT: np.array([frames], dtype=object), **session.states}
-            if self.request_limits is not None:
-                self.request_limits.check_images({FRAMES_INPUT: inputs[FRAMES_INPUT]})
             start = time.perf_counter()
-            out = session.servable.predict(STREAM_STEP_SIGNATURE, inputs)
+            result = (self._step_states if session.windows is None else
+                      self._step_windows)(session, frames)
             latency_ms = (time.perf_counter() - start) * 1000
             session.tokens -= len(frames)
-            session.states = {k: out[k] for k in session.states}
             session.frames += len(frames)
             session.steps += 1
             session.seen = self.clock()
-            top = ranked(out[PROBABILITIES_OUTPUT][0], session.preprocessing.get("labels", []),
-                         session.top_k)
-            return {"session": session_id, "frames": session.frames,
-                    "top_k": [{"label": label, "class": c, "score": score}
-                              for c, label, score in top],
+            return {"session": session_id, "frames": session.frames, **result,
                     "latency_ms": latency_ms}
         finally:
             session.lock.release()
+
+    def _check_pixels(self, frames: np.ndarray) -> None:
+        if self.request_limits is not None:
+            self.request_limits.check_images({FRAMES_INPUT: frames})
+
+    def _step_states(self, session: _Session, frames: list[bytes]) -> dict:
+        inputs = {FRAMES_INPUT: np.array([frames], dtype=object), **session.states}
+        self._check_pixels(inputs[FRAMES_INPUT])
+        out = session.servable.predict(STREAM_STEP_SIGNATURE, inputs)
+        session.states = {k: out[k] for k in session.states}
+        return {"top_k": _top_k(session, out[PROBABILITIES_OUTPUT][0])}
+
+    def _step_windows(self, session: _Session, frames: list[bytes]) -> dict:
+        """The frames join the ring buffer (a copy: the session's own is replaced only
+        when the step succeeds); the windows they complete go to ``serving_default`` as
+        one batch. ``top_k``: the latest window's (none before the first is full)."""
+        for i, frame in enumerate(frames):  # refused now, not when a later window decodes
+            if image_pixels(frame) is None:
+                raise invalid_argument(f"frames[{i}] is not a JPEG or PNG image")
+        self._check_pixels(np.array(frames, dtype=object))
+        windows = session.windows.copy()
+        ready = [w for w in map(windows.push, frames) if w is not None]
+        done = []
+        if ready:
+            clips = np.array([clip for _, clip in ready], dtype=object)
+            self._check_pixels(clips)
+            out = session.servable.predict(DEFAULT_SIGNATURE, {FRAMES_INPUT: clips})
+            done = [{"start": first, "end": first + windows.window,
+                     "top_k": _top_k(session, out[PROBABILITIES_OUTPUT][j],
+                                     output_labels(out, j))}
+                    for j, (first, _) in enumerate(ready)]
+            session.latest = done[-1]["top_k"]
+        session.windows = windows
+        return {"top_k": session.latest or [], "windows": done}
 
     def close(self, session_id: str) -> dict:
         session = self._get(session_id)
@@ -290,16 +364,23 @@ class StreamSessions:
                 "idle_timeout_s": self.limits.idle_timeout_s, "max_fps": self.limits.max_fps}
 
     def stream_models(self) -> list[str]:
-        """The served models whose default version streams (what the page offers)."""
-        names = []
+        """The served models whose default version streams (what the page offers): the
+        stream models first, then the window models."""
+        stateful, windowed = [], []
         for source in self.manager.sources:
             try:
                 servable = self.manager.get(source.name)
             except ServingError:  # not loaded (yet)
                 continue
             if STREAM_STEP_SIGNATURE in servable.signature_defs:
-                names.append(source.name)
-        return names
+                stateful.append(source.name)
+                continue
+            try:
+                _windows(servable, _preprocessing(servable), None, None)
+            except ServingError:
+                continue
+            windowed.append(source.name)
+        return stateful + windowed
 
     # -------------------------------------------------------------------------- HTTP
 
@@ -325,7 +406,9 @@ class StreamSessions:
                 if label is not None and not isinstance(label, str):
                     raise invalid_argument("version_label must be a string")
                 top_k = _positive_int(doc, "top_k", DEFAULT_TOP_K)
-                return 201, _dumps(self.open(name, version, label, top_k))
+                return 201, _dumps(self.open(name, version, label, top_k,
+                                             _positive_int(doc, "window", None),
+                                             _positive_int(doc, "stride", None)))
             if session_id is None and method == "GET":
                 return 200, _dumps(self.summary())
             if session_id is not None and method == "POST":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import copy
 import math
 
 SHORT_POLICIES = ("loop", "repeat_last", "reject")
@@ -117,3 +119,59 @@ def clip_positions(num_frames: int, clip_frames: int, *, sampling: str = "dense"
         snippets = segment_indices(num_frames, num_segments, clip_frames // num_segments)
         return [[i for snippet in snippets for i in snippet]]
     raise ValueError(f"sampling must be dense, uniform or segments. Received: {sampling!r}")
+
+
+DEFAULT_STREAM_WINDOW_S = 2.0  # a window of a model that samples sparsely (uniform, TSN)
+
+
+class StreamWindows:
+    """A live stream cut into windows as ``window_clips(n, window, stride=stride)`` cuts a
+    finished video, so a window model classifies a stream as ``kvid predict
+    --sliding-window`` classifies the file: window k holds frames [k * stride, k * stride +
+    window) and is ready when its last frame arrives; its clip is the frames at
+    ``clip_positions(window, clip_frames, max_clips=1, ...)``. Only the last ``window``
+    frames are kept (a ring buffer)."""
+
+    def __init__(self, clip_frames: int, window: int, stride: int, *, sampling: str = "dense",
+                 frame_step: int = 1, num_segments: int = 3):
+        for name, value in (("clip_frames", clip_frames), ("window", window),
+                            ("stride", stride)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer. Received: {value!r}")
+        self.clip_frames, self.window, self.stride = clip_frames, window, stride
+        self.positions = clip_positions(window, clip_frames, sampling=sampling,
+                                        frame_step=frame_step, num_segments=num_segments,
+                                        max_clips=1)[0]
+        self._ring: collections.deque = collections.deque(maxlen=window)
+        self.frames = 0  # pushed so far
+
+    @classmethod
+    def for_model(cls, meta: dict, clip_frames: int, window: int | None = None,
+                  stride: int | None = None) -> "StreamWindows":
+        """From a model's kvid.json / ``kvid_metadata`` (its sampling and fps). Default
+        window: the span of the clip it was trained on (dense sampling), else
+        DEFAULT_STREAM_WINDOW_S at its fps; default stride: half the window."""
+        sampling = meta.get("sampling", "dense")
+        frame_step = int(meta.get("frame_step", 1))
+        if window is None:
+            window = clip_span(clip_frames, frame_step) if sampling == "dense" else max(
+                clip_frames, round(DEFAULT_STREAM_WINDOW_S * float(meta.get("fps") or 25)))
+        return cls(clip_frames, window, stride or max(1, window // 2), sampling=sampling,
+                   frame_step=frame_step, num_segments=int(meta.get("num_segments", 3)))
+
+    def copy(self) -> "StreamWindows":
+        other = copy.copy(self)
+        other._ring = self._ring.copy()
+        return other
+
+    def push(self, frame) -> tuple[int, list] | None:
+        """Adds one frame; (the window's first frame, its clip) when it completes one."""
+        self._ring.append(frame)
+        self.frames += 1
+        start = self.frames - self.window
+        if start < 0 or start % self.stride:
+            return None
+        return start, [self._ring[i] for i in self.positions]
+
+    def describe(self) -> dict:
+        return {"clip_frames": self.clip_frames, "window": self.window, "stride": self.stride}

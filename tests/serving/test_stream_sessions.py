@@ -1,6 +1,7 @@
 """Stream sessions of ``kvid serve``: a stream MoViNet classified frame by frame with its
 states held by the server, equal to a client carrying the states through TF Serving's
-own API (REST and gRPC) and to the whole clip; and the limits and bad input of the API."""
+own API (REST and gRPC) and to the whole clip; a window model's ring buffer, equal to its
+windows classified whole; and the limits and bad input of the API."""
 
 from __future__ import annotations
 
@@ -80,7 +81,9 @@ def test_the_stream_api_refuses_bad_input_and_keeps_other_sessions(server, frame
         status, doc = _call(server, "POST", good, body, ctype)
         assert 400 <= status < 500 and words.lower() in doc["error"].lower(), (body, doc)
     for body, status_want, words in [
-        ({"model_name": "clip"}, 400, "no stream_init signature"),
+        ({"model_name": "clip", "window": 257}, 400, "at most 256 frames"),
+        ({"model_name": "clip", "stride": 0}, 400, "stride"),
+        ({"model_name": "clip", "window": "8"}, 400, "window"),
         ({"model_name": "nope"}, 404, "nope"),
         ({"model_name": "stream", "top_k": 0}, 400, "top_k"),
         ({}, 400, "model_name"),
@@ -208,8 +211,118 @@ def test_kvid_predict_stream_plays_a_video_through_a_session_or_carried_states(
     for a, b in zip(timelines["session"], timelines["carried"]):
         assert a["labels"] == b["labels"]
         np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
-    assert run([video, "--model", "clip", "--stream", "--server", server.rest_url]) == 1
-    assert "stream_init" in capsys.readouterr().err
+    assert run([video, "--model", "stream", "--stream", "--sliding-window", "1",
+                "--server", server.rest_url]) == 1
+    assert "steps frame by frame" in capsys.readouterr().err
+
+
+def _probs_top(probs, k):
+    """The toy model's top-k (its labels: the ones it returns with its own top-k)."""
+    from kvid.serving.testing import TOY_LABELS
+
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [TOY_LABELS[c] for c in order], probs[order]
+
+
+def test_a_window_model_streams_the_clips_of_its_windows(server):
+    """The toy clip model (T = 16, no stream signatures): the session holds the last
+    frames; each window it completes is the clip serving_default gets for those frames,
+    through the session, a client-side ring over REST and one over gRPC."""
+    from kvid.serving.client import Client
+    from kvid.serving.errors import ServingError
+    from kvid.serving.streams import _preprocessing, _windows
+    from kvid.serving.testing import toy_clip
+
+    clip = toy_clip(20, seed=4)
+    rest = Client(rest_url=server.rest_url, model="clip")
+    whole = rest.predict({"frames": np.array([clip[0:16], clip[2:18], clip[4:20],
+                                              clip[2:18]], dtype=object)})["probabilities"]
+    assert np.abs(whole[0] - whole[2]).max() > 1e-4  # the windows differ
+    grpc = Client(grpc_target=server.grpc_target, model="clip")
+    streams = [rest.open_stream(top_k=3, window=16, stride=2),
+               rest.open_stream(top_k=3, window=16, stride=2, carry=True),
+               grpc.open_stream(top_k=3, window=16, stride=2)]
+    assert [type(s).__name__ for s in streams] == ["SessionStream", "WindowStream",
+                                                   "WindowStream"]
+    assert _call(server, "GET", STREAMS_PATH)[1]["models"] == ["stream", "clip"]
+    for stream in streams:
+        assert stream.window == 16
+        got = []
+        for i in range(18):  # a frame at a time, then the last two in one request
+            top = stream.send([clip[i]])
+            assert (top == []) == (i < 15) and len(stream.windows) == (i in (15, 17))
+            got += stream.windows
+        stream.send(clip[18:20])
+        got += stream.windows
+        assert [(a, b) for a, b, _ in got] == [(0, 16), (2, 18), (4, 20)]
+        for (_, _, top), probs in zip(got, whole):
+            labels, scores = _probs_top(probs, 3)
+            assert [lab for lab, _ in top] == labels
+            np.testing.assert_allclose([s for _, s in top], scores, atol=1e-5)
+        stream.close()
+    # a window longer than the clip: the centred clip, as --sliding-window takes it
+    status, doc = _call(server, "POST", STREAMS_PATH, json.dumps(
+        {"model_name": "clip", "window": 20, "stride": 20, "top_k": 2}).encode())
+    assert status == 201 and (doc["mode"], doc["window"], doc["stride"]) == ("window", 20, 20)
+    path = f"{STREAMS_PATH}/{doc['session']}"
+    b64 = [{"b64": base64.b64encode(f).decode()} for f in clip]
+    status, bad = _call(server, "POST", path, json.dumps(
+        {"frames": b64[:3] + [{"b64": base64.b64encode(b"no image").decode()}]}).encode())
+    assert status == 400 and "frames[3] is not a JPEG" in bad["error"]
+    status, doc = _call(server, "POST", path, json.dumps({"frames": b64}).encode())
+    assert status == 200 and doc["frames"] == 20  # the refused request added nothing
+    assert [(w["start"], w["end"]) for w in doc["windows"]] == [(0, 20)]
+    labels, scores = _probs_top(whole[3], 2)
+    assert [t["label"] for t in doc["top_k"]] == labels
+    np.testing.assert_allclose([t["score"] for t in doc["top_k"]], scores, atol=1e-5)
+    assert _call(server, "DELETE", path)[0] == 200
+    # only RGB JPEG clips stream: a flow model's windows are --sliding-window's
+    servable = server.manager.get("clip")
+    with pytest.raises(ServingError, match="--sliding-window") as e:
+        _windows(servable, {**_preprocessing(servable), "modality": "flow"}, None, None)
+    assert e.value.http_status == 400
+
+
+def test_kvid_predict_stream_of_a_window_model_gives_the_sliding_window_timeline(
+        server, tmp_path, capsys):
+    import argparse
+
+    from kvid.serving.client import configure_predict_parser, predict_command
+    from kvid.video.encode import write_video
+
+    def run(argv):
+        return predict_command(configure_predict_parser(
+            argparse.ArgumentParser()).parse_args(argv))
+
+    rng = np.random.default_rng(6)
+    video = str(tmp_path / "v.mp4")  # 4 s at 10 fps: windows of 16 frames every 8
+    write_video(video, (rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(40)),
+                fps=10)
+    window = ["--sliding-window", "1.6", "--stride", "0.8", "--top-k", "3"]
+    timelines = {}
+    for how, flags in (("file", ["--server", server.rest_url]),
+                       ("session", ["--stream", "--no-realtime", "--server", server.rest_url]),
+                       ("grpc", ["--stream", "--no-realtime", "--grpc", server.grpc_target])):
+        out = tmp_path / f"{how}.json"
+        assert run([video, "--model", "clip", *window, "--timeline", str(out), *flags]) == 0
+        timelines[how] = json.loads(out.read_text())["windows"]
+        printed = capsys.readouterr()
+        if how != "file":
+            assert "a window of 16 frames" in printed.err and "40 frames" in printed.err
+    assert [(w["start"], w["end"]) for w in timelines["file"]] == [
+        (pytest.approx(s), pytest.approx(s + 1.6)) for s in (0.0, 0.8, 1.6, 2.4)]
+    for how in ("session", "grpc"):
+        assert len(timelines[how]) == 4
+        for a, b in zip(timelines["file"], timelines[how]):
+            assert (a["start"], a["end"], a["labels"]) == (
+                pytest.approx(b["start"]), pytest.approx(b["end"]), b["labels"])
+            np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
+    short = str(tmp_path / "short.mp4")
+    write_video(short, (rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(8)),
+                fps=10)
+    assert run([short, "--model", "clip", "--stream", "--no-realtime",
+                "--server", server.rest_url]) == 1
+    assert "fewer than one window of 16" in capsys.readouterr().err
 
 
 def test_the_rate_cap_is_a_token_bucket_of_one_second(server, frames):
@@ -247,3 +360,43 @@ def test_the_rate_cap_is_a_token_bucket_of_one_second(server, frames):
     assert sessions.expire() == [sid]
     with pytest.raises(ServingError, match="expired after 60 s"):
         sessions.step(sid, frames[:1])
+
+
+def test_kvid_predict_camera_streams_a_live_source_until_its_duration(server, tmp_path,
+                                                                       capsys):
+    """A live FFmpeg source paced in real time (lavfi's test pattern through its
+    ``realtime`` filter, as a camera delivers frames): the stream model gets its frames
+    at most at its 10 fps and stops at --duration; a window model over the same source
+    gets whole windows."""
+    import argparse
+
+    from kvid.serving.client import configure_predict_parser, predict_command
+
+    def run(argv):
+        return predict_command(configure_predict_parser(
+            argparse.ArgumentParser()).parse_args(argv))
+
+    camera = "lavfi:testsrc2=size=64x48:rate=10,realtime"
+    out = tmp_path / "live.json"
+    start = time.monotonic()
+    assert run(["--camera", camera, "--duration", "2", "--model", "stream", "--top-k", "2",
+                "--timeline", str(out), "--server", server.rest_url]) == 0
+    took = time.monotonic() - start
+    printed = capsys.readouterr()
+    doc = json.loads(out.read_text())
+    rows = doc["windows"]
+    assert doc["video"] == f"camera {camera}" and 1.9 <= took < 10
+    starts = [r["start"] for r in rows]
+    # at most the model's 10 fps (less its jitter), frames skipped while a step is slow
+    # (a session's first one warms up), and never behind: the last within a frame of 2 s
+    assert 8 <= len(rows) <= 21 and min(np.diff(starts)) > 0.07  # (0 and 2 s: 21)
+    assert starts[0] == 0 and 1.8 <= starts[-1] < 2.0
+    assert f"{len(rows)} frames" in printed.err and len(rows[-1]["labels"]) == 2
+    out = tmp_path / "live_window.json"
+    assert run(["--camera", camera, "--duration", "3", "--model", "clip", "--fps", "10",
+                "--sliding-window", "1", "--stride", "0.5", "--timeline", str(out),
+                "--server", server.rest_url]) == 0
+    windows = json.loads(out.read_text())["windows"]
+    assert len(windows) >= 2 and all(abs(w["end"] - w["start"] - 1.0) < 1e-6
+                                     for w in windows)
+    assert "a window of 10 frames" in capsys.readouterr().err

@@ -57,21 +57,32 @@ def test_a_stream_movinet_runs_in_the_tflite_interpreter(movinet_stream_run, tin
         np.testing.assert_allclose(probs, whole, atol=1e-4)  # the causal clip model's
         ends.append(probs)
     assert max(np.abs(a - b).max() for a, b in zip(ends, ends[1:])) > 1e-4  # clips differ
-    # int8, calibrated on the training clips whole and stepped: clip and stream both quantized
+    # int8 of the trained (last) weights, calibrated on the training clips whole and
+    # stepped: over the whole test split, the clip model and the stream step both keep the
+    # float model's top-1 (>= 95 %) on predictions confident enough for that to mean much
     q = str(tmp_path / "int8")
-    assert main(["export", movinet_stream_run, q, "--tflite", "int8",
-                 "--calibration-clips", "20"]) == 0
+    assert main(["export", movinet_stream_run, q, "--tflite", "int8", "--weights", "last",
+                 "--calibration-clips", "40"]) == 0
     lite8 = TFLiteModel(q)
     assert [d["dtype"] for d in lite8.interpreter.get_tensor_details()].count(np.int8) > 50
     assert os.path.getsize(os.path.join(q, "model.tflite")) < 0.5 * os.path.getsize(
         os.path.join(out, "model.tflite"))
-    for clip, end in zip(clips, ends):
-        assert np.abs(lite8.clip(frames=clip["frames"]) - end).max() < 0.05
+    last = member_of(load_run(movinet_stream_run, "last"))
+    tests = _test_clips(last, tiny_data["data"])
+    expected = np.stack([_keras_probabilities(last, c) for c in tests])
+    whole8 = np.stack([lite8.clip(frames=c["frames"]) for c in tests])
+    stepped8 = []
+    for clip in tests:
         states = lite8.initial_states()
         for frame in clip["frames"]:
             probs, states = lite8.step(frame, states)
-        assert np.abs(probs - end).max() < 0.05
-        assert probs.argmax() == end.argmax() or np.sort(end)[-1] - np.sort(end)[-2] < 0.1
+        stepped8.append(probs)
+    stepped8 = np.stack(stepped8)
+    assert len(tests) >= 12 and expected.max(1).mean() > 0.7  # confident, not uniform
+    assert len(set(expected.argmax(1))) > 1  # and not one class for every clip
+    for got in (whole8, stepped8):
+        assert np.abs(got - expected).max() < 0.05
+        assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.95
     capsys.readouterr()
     assert main(["export", movinet_stream_run, out, "--tflite", "float32"]) == 2
     assert "--overwrite" in capsys.readouterr().err

@@ -81,3 +81,40 @@ def test_flow_quantisation_roundtrip():
     assert image.dtype == np.uint8 and image.shape == (8, 8, 3) and (image[..., 2] == 128).all()
     np.testing.assert_allclose(dequantize_flow(image), flow, atol=1 / 16 + 1e-6)
     assert dequantize_flow(quantize_flow(np.full((2, 2, 2), 100.0, np.float32))).max() < 16
+
+
+@pytest.mark.parametrize("sampling,frame_step,window,stride", [
+    ("dense", 1, 4, 2), ("dense", 2, 9, 3), ("dense", 1, 6, 8),
+    ("uniform", 1, 10, 5), ("segments", 1, 12, 4)])
+def test_stream_windows_cut_a_stream_as_window_clips_cuts_the_file(sampling, frame_step,
+                                                                  window, stride):
+    """Pushed frame by frame, a stream completes the windows window_clips cuts from the
+    whole video, each clip at clip_positions' frames, keeping only the last window."""
+    from kvid.video.sampling import StreamWindows, clip_positions, window_clips
+
+    n, t = 30, 4
+    ring = StreamWindows(t, window, stride, sampling=sampling, frame_step=frame_step,
+                         num_segments=2)
+    got = [w for w in map(ring.push, range(n)) if w is not None]
+    positions = clip_positions(window, t, sampling=sampling, frame_step=frame_step,
+                               num_segments=2, max_clips=1)[0]
+    expected = [(w[0], [w[p] for p in positions]) for w in window_clips(n, window,
+                                                                        stride=stride)]
+    assert got == expected and len(got) >= 3
+    assert len(ring._ring) == window
+    copy = ring.copy()
+    copy.push(99)
+    assert ring.frames == n and copy.frames == n + 1  # a copy does not share the ring
+    with pytest.raises(ValueError, match="window"):
+        StreamWindows(t, 0, 1)
+
+
+def test_stream_windows_default_to_the_trained_clip():
+    from kvid.video.sampling import StreamWindows
+
+    dense = StreamWindows.for_model({"sampling": "dense", "frame_step": 2}, 8)
+    assert (dense.window, dense.stride) == (15, 7)
+    tsn = StreamWindows.for_model({"sampling": "segments", "fps": 10}, 3)
+    assert (tsn.window, tsn.stride) == (20, 10)  # 2 s at its fps
+    assert StreamWindows.for_model({}, 16, window=20, stride=3).describe() == {
+        "clip_frames": 16, "window": 20, "stride": 3}
