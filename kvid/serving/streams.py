@@ -230,6 +230,10 @@ class StreamSessions:
         preprocessing = _preprocessing(servable)
         stateful = all(s in servable.signature_defs
                        for s in (STREAM_INIT_SIGNATURE, STREAM_STEP_SIGNATURE))
+        if stateful and (window or stride):
+            raise invalid_argument(f"Model {servable.name} streams frame by frame (its "
+                                   f"{STREAM_STEP_SIGNATURE} signature): window and stride "
+                                   "apply to window models")
         windows = None if stateful else _windows(servable, preprocessing, window, stride)
         self.expire()
         with self._lock:  # the count is checked before the states are allocated

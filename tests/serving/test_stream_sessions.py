@@ -84,6 +84,7 @@ def test_the_stream_api_refuses_bad_input_and_keeps_other_sessions(server, frame
         ({"model_name": "clip", "window": 257}, 400, "at most 256 frames"),
         ({"model_name": "clip", "stride": 0}, 400, "stride"),
         ({"model_name": "clip", "window": "8"}, 400, "window"),
+        ({"model_name": "stream", "stride": 2}, 400, "apply to window models"),
         ({"model_name": "nope"}, 404, "nope"),
         ({"model_name": "stream", "top_k": 0}, 400, "top_k"),
         ({}, 400, "model_name"),
@@ -213,7 +214,10 @@ def test_kvid_predict_stream_plays_a_video_through_a_session_or_carried_states(
         np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
     assert run([video, "--model", "stream", "--stream", "--sliding-window", "1",
                 "--server", server.rest_url]) == 1
-    assert "steps frame by frame" in capsys.readouterr().err
+    assert "apply to window models" in capsys.readouterr().err  # the server's 400
+    assert run([video, "--model", "stream", "--stream", "--stride", "1",
+                "--grpc", server.grpc_target]) == 1
+    assert "apply to window models" in capsys.readouterr().err  # the client's own check
 
 
 def _probs_top(probs, k):
