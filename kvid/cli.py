@@ -24,6 +24,7 @@ USAGE_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErr
 VERBS = {
     "synth": "write the synthetic motion dataset (real mp4 videos)",
     "ingest": "decode videos into TFRecord clip shards with Apache Beam",
+    "copy": "copy a dataset or run folder between local disk and gs://, s3://... storage",
     "train": "train a model of the zoo on clip shards",
     "evaluate": "top-1/top-5, per-class accuracy, confusion matrix, video-level scores",
     "fuse": "fuse trained runs (e.g. an RGB and a flow stream) by weighted softmax scores",
@@ -204,6 +205,33 @@ def _cmd_evaluate(args) -> int:
     views = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
              for row in report["views"]["rows"]]
     print(json.dumps({**summary, "views": views, "report": report["files"]["report"]}))
+    return 0
+
+
+def _add_copy_args(p):
+    p.add_argument("source", help="a folder or prefix: local, gs://..., s3://...")
+    p.add_argument("dest", help="where the same files go (local or remote)")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty DEST")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.epilog = ("Other flags are Beam's filesystem options, e.g. --s3_endpoint_url URL "
+                "--s3_region_name R (credentials as boto3 finds them) or --project P.")
+
+
+def _cmd_copy(args) -> int:
+    """Why a copy: TensorFlow 2.21 reads gs:// but has no s3:// filesystem (README)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from kvid import dataset, files
+
+    unknown = [a for a in args.pipeline_args or [] if a.startswith("-") and not a.startswith(
+        ("--s3_", "--project", "--gcs_", "--hdfs_", "--azure_", "--blob_"))]
+    if unknown:  # a typo would otherwise be dropped by Beam with a log line
+        raise ValueError(f"unrecognized arguments: {' '.join(unknown)}")
+    files.configure(PipelineOptions(args.pipeline_args or []))
+    count, size = files.copy_tree(args.source, args.dest, overwrite=args.overwrite,
+                                  last=dataset.FILE, progress=not args.quiet)
+    print(json.dumps({"source": args.source, "dest": args.dest, "files": count,
+                      "bytes": size}))
     return 0
 
 
@@ -415,6 +443,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
                                 parser_class=OneLineParser)
     adders = {"synth": _add_synth_args, "train": _add_train_args,
               "evaluate": _add_evaluate_args, "export": _add_export_args, "fuse": _add_fuse_args,
+              "copy": _add_copy_args,
               "demo": _add_demo_args, "pipeline": _add_pipeline_args, "models": lambda p: None,
               "convert": _add_convert_args,
               "native": lambda p: None}
@@ -455,8 +484,8 @@ def _dispatch(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv[0] if argv and argv[0] in VERBS else None)
-    if argv and argv[0] == "ingest":
-        # Unknown flags after 'ingest' are Beam pipeline options (--runner=..., ...).
+    if argv and argv[0] in ("ingest", "copy"):
+        # Unknown flags after 'ingest'/'copy' are Beam pipeline options (--runner=..., ...).
         args, extra = parser.parse_known_args(argv)
         args.pipeline_args = extra
     else:
@@ -466,6 +495,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("kvid: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as e:  # the lean core install (a Beam worker's) lacks an extra
+        if os.environ.get("KVID_DEBUG") or not e.name or e.name.split(".")[0] == "kvid":
+            raise
+        print(f"kvid {args.verb}: error: {e.name} is not installed (the core install is the "
+              f"ingest's); run scripts/install.sh for everything", file=sys.stderr)
+        return 2
     except (*USAGE_ERRORS, OSError) as e:
         if os.environ.get("KVID_DEBUG"):
             raise

@@ -58,10 +58,21 @@ def save(info: dict, directory: str) -> str:
     return target
 
 
-def exists(data_dir: str) -> bool:
+def _gfile_exists(target: str) -> bool:
+    """tf.io.gfile.exists, with a way out where TensorFlow cannot read the scheme."""
     import tensorflow as tf
 
-    return tf.io.gfile.exists(path(data_dir))
+    try:
+        return tf.io.gfile.exists(target)
+    except tf.errors.UnimplementedError:
+        scheme = target.split("://")[0]
+        folder = os.path.dirname(target)
+        raise ValueError(f"TensorFlow here has no {scheme}:// filesystem (gs:// it has); "
+                         f"copy the dataset first: kvid copy {folder} LOCAL_DIR") from None
+
+
+def exists(data_dir: str) -> bool:
+    return _gfile_exists(path(data_dir))
 
 
 def load(data_dir: str) -> dict:
@@ -69,7 +80,7 @@ def load(data_dir: str) -> dict:
     import tensorflow as tf
 
     source = path(data_dir)
-    if not tf.io.gfile.exists(source):
+    if not _gfile_exists(source):
         raise FileNotFoundError(
             f"No {FILE} in {data_dir!r}: expected the output of `kvid ingest`.")
     with tf.io.gfile.GFile(source) as f:

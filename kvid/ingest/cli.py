@@ -12,6 +12,7 @@ import math
 import sys
 from typing import Sequence
 
+from kvid import files
 from kvid.cliargs import (OneLineParser, any_int, fraction, non_negative_int, number_type,
                           positive_float, positive_int, regex)
 from kvid.ingest import manifests
@@ -186,6 +187,10 @@ def main(args: argparse.Namespace | Sequence[str] | None = None) -> int:
         if config.flow != "none":
             from kvid.video.flow import check_method
             check_method(config.flow)
+        paths = (args.source, args.out, args.labels, args.split_files, args.videos)
+        if any(p and files.is_remote(p) for p in paths):  # listed here, before the pipeline
+            from kvid.ingest.runner import pipeline_options
+            files.configure(pipeline_options(pipeline_args, config.workers))
         manifest = manifest_from_args(args)
     except (ValueError, OSError) as e:
         parser.error(str(e).splitlines()[0])

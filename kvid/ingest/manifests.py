@@ -21,7 +21,7 @@ import re
 import stat
 from typing import Iterable, Mapping, Sequence
 
-from kvid import validate
+from kvid import files, validate
 from kvid.video.decode import MISSING_FILE, UNREADABLE
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif",
@@ -243,6 +243,11 @@ def _manifest(items: list[VideoItem], labels: Sequence[str] | None, dead: list[d
 def _exists(path: str, dead: list[dict], label: str | None = None) -> bool:
     """True for a regular file; otherwise a dead letter saying why (missing, or present but
     unreadable, e.g. inside a folder without permission, which is not "no such file")."""
+    if files.is_remote(path):  # an object store has objects or nothing
+        if files.size(path) is None:
+            dead.append(dead_letter(path, MISSING_FILE, "no such object", label))
+            return False
+        return True
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -261,7 +266,7 @@ def _exists(path: str, dead: list[dict], label: str | None = None) -> bool:
 def read_labels_file(path: str) -> tuple[str, ...]:
     """A label map file: one name per line, or ``index name`` lines (UCF101 classInd.txt)."""
     names = []
-    with open(path, encoding="utf-8") as f:
+    with files.open_text(path) as f:
         for line in f:
             parts = line.split()
             if parts:
@@ -299,6 +304,8 @@ def scan_folder(root: str, extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
     ``root`` itself is a ValueError: there is nothing to count.
     """
     exts = tuple(e.lower() for e in extensions)
+    if files.is_remote(root):
+        return _scan_objects(root, exts, labelled)
     scan = FolderScan([], [], [])
     try:
         top = _entries(root)
@@ -355,6 +362,31 @@ def scan_folder(root: str, extensions: Sequence[str] = VIDEO_EXTENSIONS, *,
     return scan
 
 
+def _scan_objects(root: str, exts: tuple[str, ...], labelled: bool) -> FolderScan:
+    """:func:`scan_folder` on an object store, which has only objects under a prefix: no
+    unreadable folders, symlinks or special files; empty "folder marker" objects (``a/``)
+    are not entries."""
+    scan = FolderScan([], [], [])
+    prefix = root.rstrip("/") + "/"
+    for path, size in files.objects(root):
+        rel = path[len(prefix):]
+        if not rel or rel.endswith("/"):
+            continue
+        parts = rel.split("/")
+        hidden = next((i for i, part in enumerate(parts) if part.startswith(".")), None)
+        if hidden is not None:  # listed once, at the hidden folder or file
+            entry = prefix + "/".join(parts[:hidden + 1])
+            if not any(s["path"] == entry for s in scan.skipped[-1:]):
+                scan.skipped.append(skipped_entry(entry, HIDDEN))
+        elif labelled and len(parts) == 1:
+            scan.skipped.append(skipped_entry(path, OUTSIDE_LABEL_FOLDER))
+        elif not parts[-1].lower().endswith(exts):
+            scan.skipped.append(skipped_entry(path, NOT_VIDEO_EXTENSION))
+        else:
+            scan.videos.append((path, rel))
+    return scan
+
+
 # ----------------------------------------------------------------------------- readers
 
 
@@ -380,7 +412,7 @@ def read_folder(
     is listed there or in the dead letters too (see :func:`scan_folder`).
     """
     patterns = _group_patterns(group_pattern)
-    if not os.path.isdir(root):
+    if not files.isdir(root):
         raise ValueError(f"root must be a directory. Received: root={root!r}")
     scan = scan_folder(root, extensions, labelled=True)
     items = [VideoItem(path=path, label=rel.split("/")[0],
@@ -397,6 +429,9 @@ def _float_or_none(value: str | None) -> float | None:
 
 def _relative_id(path: str, root: str) -> str:
     """``path`` relative to ``root`` with "/" (the path itself when outside ``root``)."""
+    if files.is_remote(path):
+        prefix = root.rstrip("/") + "/"
+        return path[len(prefix):] if path.startswith(prefix) else path
     rel = os.path.relpath(path, root)
     if rel == ".." or rel.startswith(".." + os.sep):
         rel = os.path.abspath(path)
@@ -420,16 +455,17 @@ def read_csv(
     start) are ``bad_row`` dead letters.
     """
     patterns = _group_patterns(group_pattern)
-    root = root if root is not None else os.path.dirname(os.path.abspath(path))
+    root = root if root is not None else files.parent(path)
     items, dead = [], []
-    with open(path, newline="", encoding="utf-8") as f:
+    with files.open_text(path, newline="") as f:
         reader = csv.DictReader(f)
         missing = {"path", "label"} - set(reader.fieldnames or ())
         if missing:
             raise ValueError(f"CSV manifest {path} needs columns path,label; missing {sorted(missing)}. "
                              f"Received header: {reader.fieldnames}")
         for n, row in enumerate(reader, start=2):
-            video = os.path.join(root, (row.get("path") or "").strip())
+            given = (row.get("path") or "").strip()
+            video = given if files.is_remote(given) else files.join(root, given)
             label = (row.get("label") or "").strip()
             try:
                 if not label or not (row.get("path") or "").strip():
@@ -473,18 +509,18 @@ def read_ucf101(root: str, splits_dir: str, *, split: int = 1) -> Manifest:
     """
     if split not in (1, 2, 3):
         raise ValueError(f"UCF101 split must be 1, 2 or 3. Received: split={split}")
-    labels = read_labels_file(os.path.join(splits_dir, "classInd.txt"))
+    labels = read_labels_file(files.join(splits_dir, "classInd.txt"))
     by_lower = {name.lower(): name for name in labels}
     items, dead = [], []
     for split_name, list_name in (("train", f"trainlist0{split}.txt"),
                                   ("test", f"testlist0{split}.txt")):
-        with open(os.path.join(splits_dir, list_name), encoding="utf-8") as f:
+        with files.open_text(files.join(splits_dir, list_name)) as f:
             for line in f:
                 parts = line.split()
                 if not parts:
                     continue
                 rel = parts[0].replace("\\", "/")
-                path = os.path.join(root, *rel.split("/"))
+                path = files.join(root, *rel.split("/"))
                 folder = rel.split("/")[0] if "/" in rel else ""
                 label = by_lower.get(folder.lower(), folder)
                 if _exists(path, dead, label):
@@ -502,22 +538,22 @@ def read_hmdb51(root: str, splits_dir: str, *, split: int = 1) -> Manifest:
     if split not in (1, 2, 3):
         raise ValueError(f"HMDB51 split must be 1, 2 or 3. Received: split={split}")
     suffix = f"_test_split{split}.txt"
-    files = sorted(n for n in os.listdir(splits_dir) if n.endswith(suffix))
-    if not files:
+    lists = [n for n in files.listdir(splits_dir) if n.endswith(suffix)]
+    if not lists:
         raise ValueError(f"no *{suffix} files in {splits_dir}")
-    labels = tuple(n[: -len(suffix)] for n in files)
+    labels = tuple(n[: -len(suffix)] for n in lists)
     items, dead, skipped = [], [], []
-    for label, name in zip(labels, files):
-        with open(os.path.join(splits_dir, name), encoding="utf-8") as f:
+    for label, name in zip(labels, lists):
+        with files.open_text(files.join(splits_dir, name)) as f:
             for line in f:
                 parts = line.split()
                 if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
                     if parts:
-                        dead.append(dead_letter(os.path.join(root, label, parts[0]), BAD_ROW,
+                        dead.append(dead_letter(files.join(root, label, parts[0]), BAD_ROW,
                                                 f"{name}: expected '<video> <0|1|2>', got "
                                                 f"{line.strip()!r}", label))
                     continue
-                path = os.path.join(root, label, parts[0])
+                path = files.join(root, label, parts[0])
                 if parts[1] == "0":
                     skipped.append(skipped_entry(path, NOT_IN_SPLIT))
                     continue
@@ -546,7 +582,7 @@ def read_kinetics(csv_path: str, videos_root: str, *,
     items, dead = [], []
     index = _index_videos(videos_root, dead)
     hidden_by = f"; {len(dead)} folder(s) under {videos_root} cannot be listed" if dead else ""
-    with open(csv_path, newline="", encoding="utf-8") as f:
+    with files.open_text(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         need = {"label", "youtube_id", "time_start", "time_end"}
         if not need <= set(reader.fieldnames or ()):
@@ -569,7 +605,7 @@ def read_kinetics(csv_path: str, videos_root: str, *,
             trimmed = index.get(f"{yid}_{start:06d}_{end:06d}")
             whole = index.get(yid)
             if trimmed is None and whole is None:
-                dead.append(dead_letter(os.path.join(videos_root, f"{yid}_{start:06d}_{end:06d}"),
+                dead.append(dead_letter(files.join(videos_root, f"{yid}_{start:06d}_{end:06d}"),
                                         MISSING_FILE, f"no video file for this row{hidden_by}",
                                         label))
                 continue
@@ -622,7 +658,7 @@ def read_ntu(root: str, *, protocol: str = "xsub", labels: Sequence[str] | None 
     """
     if protocol not in NTU_PROTOCOLS:
         raise ValueError(f"protocol must be one of {NTU_PROTOCOLS}. Received: {protocol!r}")
-    if not os.path.isdir(root):
+    if not files.isdir(root):
         raise ValueError(f"root must be a directory. Received: root={root!r}")
     scan = scan_folder(root)
     items, dead = [], scan.dead_letters

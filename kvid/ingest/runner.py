@@ -7,7 +7,8 @@ leave its staging folder; the next run into ``<out>`` deletes it, but only once 
 no ingest still writes there: each run holds an exclusive ``flock`` on the lock file in its
 staging folder, which the kernel releases when the process dies. Staging folders it cannot
 prove abandoned (no lock file, no lock support, object stores) are kept and named in a
-warning. Paths go through Beam's FileSystems, so ``gs://`` outputs work with a remote runner.
+warning. Every path goes through :mod:`kvid.files` (Beam's FileSystems for ``gs://``,
+``s3://``...), so inputs and outputs on a cluster's storage work with a remote runner.
 
 Every input is accounted for: ``num_inputs = num_videos_with_clips + dead_letters +
 num_skipped`` in dataset.json, checked before anything is published.
@@ -22,6 +23,7 @@ import logging
 import os
 import platform
 import posixpath
+import re
 import shutil
 import socket
 import time
@@ -37,10 +39,11 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from kvid import dataset as dataset_file
+from kvid import files
 from kvid.ingest.config import IngestConfig
 from kvid.ingest.manifests import Manifest, VideoItem, read_csv, read_folder
 from kvid.ingest.transforms import (BUSY_MS_PREFIX, CLIPS, COUNTER_NAMES, DEAD_LETTERS, NAMESPACE,
-                                   VIDEOS, ManifestToClips, WriteDeadLetters)
+                                   VIDEOS, ManifestToClips, WriteDeadLetters, write_items)
 from kvid.video.flow import check_method
 
 DEAD_LETTERS_JSONL = "dead_letters.jsonl"
@@ -65,9 +68,9 @@ def as_manifest(source, labels: Sequence[str] | None = None) -> Manifest:
         return source
     if isinstance(source, (str, os.PathLike)):
         source = os.fspath(source)
-        if os.path.isdir(source):
+        if files.isdir(source):
             return read_folder(source, labels=labels)
-        if source.lower().endswith(".csv") and os.path.isfile(source):
+        if source.lower().endswith(".csv") and files.size(source) is not None:
             return read_csv(source, labels=labels)
         raise ValueError(f"source must be a folder, a .csv manifest, a Manifest or VideoItems. "
                          f"Received: {source!r}")
@@ -101,43 +104,32 @@ def pipeline_options(pipeline_args: Sequence[str] | None, workers: int = 1) -> P
     return options
 
 
+_SECRET = re.compile(r"secret|key_id|token|password|credential", re.IGNORECASE)
+
+
+def redacted(pipeline_args: Sequence[str]) -> list[str]:
+    """The options with credentials (``--s3_secret_access_key``...) masked: dataset.json is
+    shared with everyone who reads the data."""
+    out, hide_next = [], False
+    for arg in pipeline_args:
+        name, eq, _ = arg.partition("=")
+        if hide_next:
+            out.append("***")
+            hide_next = False
+        elif arg.startswith("--") and _SECRET.search(name):
+            out.append(f"{name}=***" if eq else name)
+            hide_next = not eq
+        else:
+            out.append(arg)
+    return out
+
+
 # ----------------------------------------------------------------------------- files
-
-
-def _join(*parts: str) -> str:
-    return FileSystems.join(*parts) if "://" in parts[0] else os.path.join(*parts)
-
-
-def _listdir(path: str) -> list[str]:
-    """Names directly under ``path`` (empty when it does not exist)."""
-    if not FileSystems.exists(path):
-        return []
-    if "://" not in path:
-        return os.listdir(path)
-    prefix = path.rstrip("/") + "/"
-    found = FileSystems.match([prefix + "**"])[0].metadata_list
-    return sorted({m.path[len(prefix):].split("/")[0] for m in found})
-
-
-def _mkdirs(path: str) -> None:
-    if "://" in path:
-        return  # object stores have no folders
-    os.makedirs(path, exist_ok=True)
-
-
-def _read_text(path: str) -> str:
-    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return f.read().decode("utf-8")
-
-
-def _move(src: str, dst: str) -> None:
-    _mkdirs(os.path.dirname(dst) if "://" not in dst else dst)
-    FileSystems.rename([src], [dst])
 
 
 def _check_output(out_dir: str, overwrite: bool) -> list[str]:
     """What an earlier run left in ``out_dir``; refuses a non-empty one without overwrite."""
-    existing = [n for n in _listdir(out_dir) if not n.startswith(_STAGING_PREFIX)]
+    existing = [n for n in files.listdir(out_dir) if not n.startswith(_STAGING_PREFIX)]
     if existing and not overwrite:
         raise FileExistsError(f"output {out_dir} is not empty ({', '.join(sorted(existing)[:5])}"
                               f"{', ...' if len(existing) > 5 else ''}); pass overwrite=True "
@@ -149,16 +141,14 @@ def _remove_previous(out_dir: str, splits: Iterable[str]) -> None:
     """Removes the pieces of an earlier dataset in ``out_dir``, nothing else (staging folders
     are :func:`clean_stale_staging`'s, which knows which ones are still in use)."""
     old_splits = set(splits)
-    path = _join(out_dir, dataset_file.FILE)
-    if FileSystems.exists(path):
+    path = files.join(out_dir, dataset_file.FILE)
+    if files.exists(path):
         try:
-            old_splits |= set(json.loads(_read_text(path)).get("shards", {}))
+            old_splits |= set(json.loads(files.read_text(path)).get("shards", {}))
         except (ValueError, OSError):
             pass
     names = [dataset_file.FILE, DEAD_LETTERS_JSONL, *sorted(old_splits)]
-    doomed = [_join(out_dir, n) for n in names if FileSystems.exists(_join(out_dir, n))]
-    if doomed:
-        FileSystems.delete(doomed)
+    files.remove([files.join(out_dir, n) for n in names])
 
 
 # ----------------------------------------------------------------------------- staging
@@ -171,7 +161,7 @@ def _lock_stage(stage: str) -> int | None:
     The lock is taken on a private name, then renamed into place, so no other run can ever
     find the lock file unlocked while this one is alive.
     """
-    if "://" in stage:
+    if files.is_remote(stage):
         return None
     tmp = os.path.join(stage, f".{STAGING_LOCK}.{os.getpid()}")
     fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
@@ -197,9 +187,9 @@ def clean_stale_staging(out_dir: str) -> list[str]:
     store: kept and named, for the user to delete.
     """
     kept = []
-    for name in sorted(n for n in _listdir(out_dir) if n.startswith(_STAGING_PREFIX)):
-        path = _join(out_dir, name)
-        if "://" in path:
+    for name in sorted(n for n in files.listdir(out_dir) if n.startswith(_STAGING_PREFIX)):
+        path = files.join(out_dir, name)
+        if files.is_remote(path):
             kept.append(path)
             continue
         try:
@@ -245,18 +235,22 @@ class _CappedTFRecordSink(_TFRecordSink):
     ``WriteToTFRecord`` does not pass FileBasedSink's ``max_bytes_per_shard`` through.
     """
 
-    def __init__(self, prefix: str, suffix: str, compression: CompressionTypes, max_bytes: int):
+    def __init__(self, prefix: str, suffix: str, compression: CompressionTypes, max_bytes: int,
+                 skip_if_empty: bool = False):
         super().__init__(prefix, BytesCoder(), suffix, 0, SHARD_TEMPLATE, compression)
         self.max_bytes_per_shard = max_bytes
+        self.skip_if_empty = skip_if_empty
 
 
-def write_shards(prefix: str, config: IngestConfig) -> beam.PTransform:
+def write_shards(prefix: str, config: IngestConfig,
+                 skip_if_empty: bool = False) -> beam.PTransform:
     """Serialized records -> ``<prefix>-SSSSS-of-NNNNN.tfrecord[.gz]`` files.
 
     ``num_shards=0``: each worker writes the records it decoded into its own files (a new one
     every ``shard_mb``), so the records never travel between processes (measured faster
     with 2 workers); the file count then follows the runner's bundles. ``num_shards=N``:
-    exactly N files, which costs a shuffle of every record to N writers.
+    exactly N files, which costs a shuffle of every record to N writers. ``skip_if_empty``:
+    no file for a split without records (object stores: Beam's S3 writer fails on empty ones).
     """
     gzip = config.compression == "GZIP"
     suffix = ".tfrecord.gz" if gzip else ".tfrecord"
@@ -267,7 +261,7 @@ def write_shards(prefix: str, config: IngestConfig) -> beam.PTransform:
                                        shard_name_template=SHARD_TEMPLATE,
                                        compression_type=compression)
     return beam.io.Write(_CappedTFRecordSink(prefix, suffix, compression,
-                                             int(config.shard_mb * 2 ** 20)))
+                                             int(config.shard_mb * 2 ** 20), skip_if_empty))
 
 
 def _count_keys(video: dict):
@@ -286,16 +280,20 @@ def build_pipeline(pipeline: beam.Pipeline, manifest: Manifest, stage: str,
                    config: IngestConfig, splits: Sequence[str]) -> None:
     """Wires the ingest graph: VideosToClips, then per-split shards, dead letters, counts."""
     index = {s: i for i, s in enumerate(splits)}
-    out = pipeline | "ManifestToClips" >> ManifestToClips(manifest, config)
+    remote = files.is_remote(stage)  # no empty files there: Beam's S3 writer fails on them
+    items = write_items(manifest.items, files.join(stage, "items.jsonl")) \
+        if manifest.items else None  # an empty text file is no object on S3 (see above)
+    out = pipeline | "ManifestToClips" >> ManifestToClips(manifest, config, items)
     by_split = out[CLIPS] | "BySplit" >> beam.Partition(lambda kv, n: index[kv[0]], len(splits))
     for split in splits:
         _ = (by_split[index[split]]
              | f"Records[{split}]" >> beam.Values()
-             | f"WriteShards[{split}]" >> write_shards(_join(stage, split, SHARD_PREFIX),
-                                                       config))
+             | f"WriteShards[{split}]" >> write_shards(files.join(stage, split, SHARD_PREFIX),
+                                                       config, skip_if_empty=remote))
 
     dead = out[DEAD_LETTERS]
-    _ = dead | "WriteDeadLetters" >> WriteDeadLetters(_join(stage, DEAD_LETTERS_JSONL))
+    _ = dead | "WriteDeadLetters" >> WriteDeadLetters(files.join(stage, DEAD_LETTERS_JSONL),
+                                                      skip_if_empty=remote)
 
     video_counts = out[VIDEOS] | "VideoCounts" >> beam.FlatMap(_count_keys)
     dead_counts = dead | "DeadLetterCounts" >> beam.FlatMap(_dead_letter_keys)
@@ -304,7 +302,7 @@ def build_pipeline(pipeline: beam.Pipeline, manifest: Manifest, stage: str,
          | "SumCounts" >> beam.CombinePerKey(sum)
          | "CountsToList" >> beam.combiners.ToList()
          | "CountsJson" >> beam.Map(lambda kv: json.dumps(sorted([list(k), n] for k, n in kv)))
-         | "WriteCounts" >> beam.io.WriteToText(_join(stage, "counts.json"),
+         | "WriteCounts" >> beam.io.WriteToText(files.join(stage, "counts.json"),
                                                 shard_name_template="", num_shards=1))
 
 
@@ -402,7 +400,7 @@ def _dataset_json(manifest: Manifest, config: IngestConfig, counts: list, shard_
     return dataset_file.describe(
         labels=manifest.labels, config=config, splits=splits, shards=shard_paths,
         accounting=accounting, compression=config.compression,
-        params={"source": source, "pipeline_args": list(pipeline_args)}, counters=counters,
+        params={"source": source, "pipeline_args": redacted(pipeline_args)}, counters=counters,
         versions=library_versions(),
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
 
@@ -431,6 +429,8 @@ def run_ingest(
         check_method(config.flow)
     source = os.fspath(items_or_source) if isinstance(items_or_source, (str, os.PathLike)) \
         else type(items_or_source).__name__
+    options = pipeline_options(pipeline_args, config.workers)
+    files.configure(options)  # this process lists, stages and publishes on remote paths too
     manifest = as_manifest(items_or_source, labels).with_splits(config.ratios, config.seed)
     if not manifest.items and not manifest.dead_letters:
         skipped = f" (skipped {len(manifest.skipped)}: {_by_reason(manifest.skipped)})" \
@@ -440,15 +440,15 @@ def run_ingest(
     _check_output(out_dir, overwrite)
     clean_stale_staging(out_dir)
     splits = _split_order(manifest.items, config)
-    stage = _join(out_dir, _STAGING_PREFIX + uuid.uuid4().hex[:12])
-    _mkdirs(stage)
+    stage = files.join(out_dir, _STAGING_PREFIX + uuid.uuid4().hex[:12])
+    files.makedirs(stage)
     lock = None
     _log.info("ingest: %d videos (%d rejected by the manifest, %d skipped), splits %s -> %s",
               len(manifest.items), len(manifest.dead_letters), len(manifest.skipped), splits,
               out_dir)
     try:
         lock = _lock_stage(stage)
-        pipeline = beam.Pipeline(options=pipeline_options(pipeline_args, config.workers))
+        pipeline = beam.Pipeline(options=options)
         build_pipeline(pipeline, manifest, stage, config, splits)
         started = time.monotonic()
         result = pipeline.run()
@@ -457,17 +457,16 @@ def run_ingest(
             raise RuntimeError(f"ingest pipeline ended in state {state}")
         counters, busy_s = _metrics(result)
         timing = {"pipeline_s": round(time.monotonic() - started, 3), "busy_s": busy_s}
-        counts = json.loads(_read_text(_join(stage, "counts.json")) or "[]")
+        counts = json.loads(files.read_text(files.join(stage, "counts.json")) or "[]")
         shard_paths = _staged_shards(stage, splits)
         # Built (and the input sum checked) before anything moves into out_dir.
         dataset = _dataset_json(manifest, config, counts, shard_paths, counters, source,
                                 pipeline_args or [])
         _publish(stage, out_dir, shard_paths, overwrite)
         dataset["timing"] = timing
-        _move(dataset_file.save(dataset, stage), dataset_file.path(out_dir))  # last: "done"
+        files.move(dataset_file.save(dataset, stage), dataset_file.path(out_dir))  # last: "done"
     finally:
-        if FileSystems.exists(stage):
-            FileSystems.delete([stage])
+        files.remove([stage])
         if lock is not None:
             os.close(lock)  # after the folder is gone: no other run may take it for stale
     _log.info("ingest counters: %s", " ".join(f"{k}={v}" for k, v in counters.items()))
@@ -480,7 +479,7 @@ def _staged_shards(stage: str, splits: Sequence[str]) -> dict[str, list[str]]:
     """``{split: ["<split>/clips-...", ...]}`` of the shards the pipeline wrote in staging."""
     shard_paths = {}
     for split in splits:
-        found = FileSystems.match([_join(stage, split, SHARD_PREFIX + "-*")])[0].metadata_list
+        found = FileSystems.match([files.join(stage, split, SHARD_PREFIX + "-*")])[0].metadata_list
         names = sorted(posixpath.basename(m.path.replace(os.sep, "/")) for m in found)
         shard_paths[split] = [f"{split}/{n}" for n in names]
     return shard_paths
@@ -492,7 +491,9 @@ def _publish(stage: str, out_dir: str, shard_paths: dict[str, list[str]],
     if overwrite:
         _remove_previous(out_dir, shard_paths)
     for split, paths in shard_paths.items():
-        _mkdirs(_join(out_dir, split))
-        FileSystems.rename([_join(stage, *p.split("/")) for p in paths],
-                           [_join(out_dir, *p.split("/")) for p in paths])
-    _move(_join(stage, DEAD_LETTERS_JSONL), _join(out_dir, DEAD_LETTERS_JSONL))
+        files.makedirs(files.join(out_dir, split))
+        FileSystems.rename([files.join(stage, *p.split("/")) for p in paths],
+                           [files.join(out_dir, *p.split("/")) for p in paths])
+    dead_letters = files.join(stage, DEAD_LETTERS_JSONL)
+    if files.size(dead_letters) is not None:  # on an object store, only when there are some
+        files.move(dead_letters, files.join(out_dir, DEAD_LETTERS_JSONL))

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -150,30 +151,49 @@ class ManifestToClips(beam.PTransform):
     pipeline) holds for the whole run. Used by ``kvid ingest`` and the TFX ExampleGen.
     """
 
-    def __init__(self, manifest: Manifest, config: IngestConfig):
+    def __init__(self, manifest: Manifest, config: IngestConfig, items_path: str | None = None):
+        """``items_path``: a JSON-lines file of the items (:func:`write_items`), read by the
+        workers instead of embedding every item in the pipeline graph (a 300k-video manifest
+        would exceed a Dataflow job's graph size limit)."""
         super().__init__()
         self._manifest = manifest
         self._config = config
+        self._items_path = items_path
 
     def expand(self, pbegin):
-        out = (pbegin
-               | "Videos" >> beam.Create(list(self._manifest.items))
-               | "VideosToClips" >> VideosToClips(self._config, self._manifest.labels))
+        if self._items_path:
+            videos = (pbegin
+                      | "ReadItems" >> beam.io.ReadFromText(self._items_path)
+                      | "Videos" >> beam.Map(lambda line: VideoItem(**json.loads(line))))
+        else:
+            videos = pbegin | "Videos" >> beam.Create(list(self._manifest.items))
+        out = videos | "VideosToClips" >> VideosToClips(self._config, self._manifest.labels)
         rejected = pbegin | "ManifestDeadLetters" >> beam.Create(list(self._manifest.dead_letters))
         dead = (out.dead_letters, rejected) | "AllDeadLetters" >> beam.Flatten()
         return {CLIPS: out.clips, DEAD_LETTERS: dead, VIDEOS: out.videos}
 
 
+def write_items(items: Sequence[VideoItem], path: str) -> str:
+    """The items as JSON lines at ``path`` (local or remote), for ``ManifestToClips``."""
+    from kvid import files
+
+    files.write_text(path, "".join(json.dumps(dataclasses.asdict(it)) + "\n" for it in items))
+    return path
+
+
 @beam.typehints.with_input_types(dict)
 class WriteDeadLetters(beam.PTransform):
-    """Dead-letter dicts -> one JSON-lines file named exactly ``path`` (empty if none)."""
+    """Dead-letter dicts -> one JSON-lines file named exactly ``path`` (empty if none, or
+    none at all with ``skip_if_empty``: Beam's S3 writer cannot write an empty object)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, skip_if_empty: bool = False):
         super().__init__()
         self._path = path
+        self._skip_if_empty = skip_if_empty
 
     def expand(self, dead_letters):
         return (dead_letters
                 | "ToJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
                 | "WriteJsonl" >> beam.io.WriteToText(self._path, shard_name_template="",
-                                                      num_shards=1))
+                                                      num_shards=1,
+                                                      skip_if_empty=self._skip_if_empty))

@@ -7,14 +7,16 @@ conversion (the costly part for small videos, see PERF.md) is done only for kept
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 from typing import Iterator
 
 import av
 import numpy as np
 
-from kvid import validate
+from kvid import files, validate
 
 # Reasons written to dead letters; stable strings that users can grep and count.
 MISSING_FILE = "missing_file"
@@ -53,21 +55,46 @@ class Frame:
     rgb: np.ndarray  # [H, W, 3] uint8
 
 
+@contextlib.contextmanager
 def _open(path: str):
-    if not os.path.exists(path):
+    """The opened container; a remote path (``gs://``, ``s3://``...) is decoded from a
+    seekable reader of the object, never copied to local disk first."""
+    reader = None
+    if files.is_remote(path):  # one open, no separate size lookup: each costs a client
+        try:
+            reader = files.open_binary(path)
+        except FileNotFoundError as e:
+            raise VideoError(MISSING_FILE, f"no such object: {path}") from e
+        except Exception as e:  # noqa: BLE001 - the store's own errors (auth, network)
+            raise VideoError(UNREADABLE, f"{type(e).__name__}: {e}") from e
+        if reader.seek(0, io.SEEK_END) == 0:
+            _close(reader)
+            raise VideoError(EMPTY, f"zero-byte object: {path}")
+        reader.seek(0)
+    elif not os.path.exists(path):
         raise VideoError(MISSING_FILE, f"no such file: {path}")
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
+    elif os.path.isfile(path) and os.path.getsize(path) == 0:
         raise VideoError(EMPTY, f"zero-byte file: {path}")
     try:
-        container = av.open(path)
+        container = av.open(reader or path)
     except (av.error.InvalidDataError, UnicodeDecodeError) as e:
+        _close(reader)
         raise VideoError(INVALID_DATA, f"{type(e).__name__}: {e}") from e
     except (av.error.FFmpegError, OSError) as e:  # PermissionError, IsADirectoryError, EIO...
+        _close(reader)
         raise VideoError(UNREADABLE, f"{type(e).__name__}: {e}") from e
-    if not container.streams.video:
+    try:
+        if not container.streams.video:
+            raise VideoError(NO_VIDEO_STREAM, f"no video stream in {path}")
+        yield container
+    finally:
         container.close()
-        raise VideoError(NO_VIDEO_STREAM, f"no video stream in {path}")
-    return container
+        _close(reader)
+
+
+def _close(reader) -> None:
+    if reader is not None:
+        reader.close()
 
 
 def probe(path: str) -> VideoInfo:
@@ -127,8 +154,7 @@ def iter_frames(
     if start_sec is not None and end_sec is not None and end_sec <= start_sec:
         raise ValueError(f"end_sec must be greater than start_sec. "
                          f"Received: start_sec={start_sec}, end_sec={end_sec}")
-    container = _open(path)
-    try:
+    with _open(path) as container:
         stream = container.streams.video[0]
         stream.thread_count = max(1, threads)
         stream.thread_type = "SLICE" if threads == 1 else "AUTO"
@@ -201,5 +227,3 @@ def iter_frames(
         if out == 0:
             where = " in the requested time range" if (start_sec or end_sec) else ""
             raise VideoError(EMPTY, f"no frame decoded{where}")
-    finally:
-        container.close()
