@@ -124,6 +124,9 @@ def _add_train_args(p):
     p.add_argument("--weight-decay", type=non_negative_float, help="default: 0")
     p.add_argument("--label-smoothing", type=non_negative_float, help="in [0, 1) (default 0)")
     p.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU)")
+    p.add_argument("--xla", choices=("auto", "on", "off"), default="auto",
+                   help="XLA compilation of the training step (auto: Keras's choice, on with "
+                        "a GPU)")
     p.add_argument("--pretrained", metavar="[SOURCE:]PATH",
                    help="start from a published checkpoint of --model (torchvision:PATH, "
                         "pytorchvideo:PATH, deepmind:PATH; `kvid models` lists them) or a kvid "
@@ -162,7 +165,7 @@ def _train_config(args):
         model_kwargs=args.model_args, preset=args.preset, **settings,
         clip_aggregation=args.clip_aggregation, modality=args.modality, flip=args.flip,
         flow_direction=args.flow_direction,
-        mixed_precision=args.mixed_precision,
+        mixed_precision=args.mixed_precision, xla=args.xla,
         pretrained=args.pretrained, freeze_backbone=args.freeze_backbone,
         backbone_lr_scale=args.backbone_lr_scale, resume=args.resume, overwrite=args.overwrite,
         steps_per_epoch=args.steps_per_epoch, seed=args.seed)

@@ -69,6 +69,7 @@ class PipelineConfig:
     schedule: str = "cosine"
     lr_steps: tuple = (0.5, 0.75)  # schedule step: /10 at these fractions (KVID_LR_STEPS="0.4 0.8")
     mixed_precision: bool = False
+    xla: str = "auto"  # as kvid train --xla: auto | on | off
     flip: bool = True  # random horizontal flips; never on the synthetic data (mirror = other class)
     crop: str = "random_resized"  # training crop, as `kvid train --crop`
     # evaluation (Evaluator)

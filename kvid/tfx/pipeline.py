@@ -102,7 +102,8 @@ def create_pipeline(config: PipelineConfig, *, local: bool = True) -> tfx.dsl.Pi
             "learning_rate": config.learning_rate, "optimizer": config.optimizer,
             "schedule": config.schedule, "lr_steps": list(config.lr_steps),
             "seed": config.seed,
-            "mixed_precision": config.mixed_precision, "model_name": config.model_name,
+            "mixed_precision": config.mixed_precision, "xla": config.xla,
+            "model_name": config.model_name,
             "flip": config.flip and bool(config.data_root), "crop": config.crop,
         })
     model_resolver = tfx.dsl.Resolver(

@@ -21,6 +21,7 @@ import tensorflow as tf
 from kvid.video.sampling import clip_span
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+XLA = {"auto": "auto", "on": True, "off": False}  # --xla -> compile(jit_compile=)
 CLIP_AGGREGATIONS = ("mean", "last")
 SCHEDULES = ("constant", "cosine", "step", "multigrid")
 
@@ -58,6 +59,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     label_smoothing: float = 0.0
     mixed_precision: bool = False
+    # XLA: "auto" (Keras's choice: on with a GPU, off on CPU), "on" or "off"
+    xla: str = "auto"
     # SOURCE:PATH (a published checkpoint of `model`, e.g. torchvision:r2plus1d_18.pth), or
     # a kvid .keras/.weights.h5 file; the backbone starts from it, the head is new.
     pretrained: str | None = None
@@ -85,6 +88,8 @@ class TrainConfig:
         from kvid import validate
         from kvid.models.registry import check_kwargs, preset_kwargs
 
+        if self.xla not in XLA:
+            raise ValueError(f"xla must be one of {tuple(XLA)}. Received: xla={self.xla!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}. "
                              f"Received: optimizer={self.optimizer!r}")
@@ -440,7 +445,7 @@ def compile_model(model: keras.Model, config: TrainConfig, num_classes: int,
 
         head_variables = head_variable_paths(model, head_layers(config.model))
     model.compile(optimizer=make_optimizer(config, steps_per_epoch, head_variables),
-                  loss=loss, metrics=metrics)
+                  loss=loss, metrics=metrics, jit_compile=XLA[config.xla])
 
 
 def _strategy() -> tf.distribute.Strategy:
@@ -589,7 +594,17 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
     """
     from kvid.data import load_dataset_info
     from kvid.models.registry import build_model, builder_keywords, get_model_info
+    from kvid.train import multiworker
 
+    place = multiworker.cluster()  # TF_CONFIG with several tasks: this task's place
+    distributed = multiworker.strategy() if place else None  # before TensorFlow runs an op
+    shared, resume_asked = RunPaths(config.output_dir), config.resume
+    if place and config.schedule == "multigrid":
+        raise ValueError("schedule 'multigrid' trains on one host; unset TF_CONFIG or use "
+                         "the default schedule")
+    if place and not place.chief:  # the chief alone writes the run folder
+        config = dataclasses.replace(config, output_dir=multiworker.private_dir(place),
+                                     overwrite=True, resume=False)
     paths = RunPaths(config.output_dir)
     resuming = check_output(config, paths)
     info = info or load_dataset_info(config.data_dir)
@@ -621,7 +636,8 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
         # float16 on GPU; TF has no float16 MaxPool3D kernel on CPU, bfloat16 works there.
         gpu = bool(tf.config.list_physical_devices("GPU"))
         keras.mixed_precision.set_global_policy("mixed_float16" if gpu else "mixed_bfloat16")
-    with _strategy().scope():  # built before any data is read: bad builder arguments fail now
+    # built before any data is read: bad builder arguments fail now
+    with (distributed or _strategy()).scope():
         if config.pretrained and not resuming:
             from kvid.pretrained import pretrained_model
 
@@ -683,10 +699,32 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
         history.epoch = [e for h in stages for e in h.epoch]
         history.history = {k: [v for h in stages for v in h.history.get(k, [])]
                            for k in stages[0].history}
+    elif place:
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = multiworker.shard_policy(
+            len(info.get("shards", {}).get(config.train_split, [])), place.num_workers)
+        train_ds = train_ds.with_options(options)
+        if not config.steps_per_epoch:
+            train_ds = train_ds.repeat()
+        logged, first = multiworker.fit(
+            model, train_ds, val_ds, strategy=distributed, place=place, epochs=config.epochs,
+            steps_per_epoch=steps, backup=paths.backup, shared_backup=shared.backup,
+            resume=resume_asked, csv_log=paths.csv_log, tensorboard=paths.tensorboard,
+            best=paths.best, monitor=monitor, callbacks=extra_callbacks,
+            verbose=config.verbose, jit_compile=config.xla == "on")
+        history = keras.callbacks.History()
+        history.history, history.epoch = logged, list(range(first, config.epochs))
     else:
         history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
                             steps_per_epoch=config.steps_per_epoch, callbacks=callbacks,
                             verbose=config.verbose, shuffle=False)  # tf.data shuffles
+    if place and not place.chief:  # nothing of a worker's stays behind
+        shutil.rmtree(paths.root, ignore_errors=True)
+        return TrainResult(model=model, history=dict(history.history), output_dir=shared.root,
+                           labels=labels, clip_frames=clip_frames, image_size=image_size,
+                           normalization=normalization, fps=info.get("fps"), input=cfg,
+                           flow=flow, initial_epoch=history.epoch[0] if history.epoch
+                           else config.epochs)
     model.save(paths.last)
     if os.path.exists(paths.csv_log):
         from kvid.train.plots import plot_training_curves
