@@ -240,11 +240,19 @@ def _manifest(items: list[VideoItem], labels: Sequence[str] | None, dead: list[d
     return Manifest(tuple(items), label_map, tuple(dead), tuple(skipped))
 
 
-def _exists(path: str, dead: list[dict], label: str | None = None) -> bool:
+def _exists(path: str, dead: list[dict], label: str | None = None,
+            listings: dict[str, set[str]] | None = None) -> bool:
     """True for a regular file; otherwise a dead letter saying why (missing, or present but
-    unreadable, e.g. inside a folder without permission, which is not "no such file")."""
+    unreadable, e.g. inside a folder without permission, which is not "no such file").
+    ``listings``: a reader's cache of remote folder listings, so a list of 13k videos costs a
+    listing per folder, not a request per video."""
     if files.is_remote(path):  # an object store has objects or nothing
-        if files.size(path) is None:
+        folder = files.parent(path)
+        if listings is not None and folder not in listings:
+            listings[folder] = {p for p, _ in files.objects(folder)}
+        found = path in listings[folder] if listings is not None else \
+            files.size(path) is not None
+        if not found:
             dead.append(dead_letter(path, MISSING_FILE, "no such object", label))
             return False
         return True
@@ -456,7 +464,7 @@ def read_csv(
     """
     patterns = _group_patterns(group_pattern)
     root = root if root is not None else files.parent(path)
-    items, dead = [], []
+    items, dead, listings = [], [], {}
     with files.open_text(path, newline="") as f:
         reader = csv.DictReader(f)
         missing = {"path", "label"} - set(reader.fieldnames or ())
@@ -482,7 +490,7 @@ def read_csv(
             except ValueError as e:
                 dead.append(dead_letter(video, BAD_ROW, f"{path}:{n}: {e}", label or None))
                 continue
-            if _exists(video, dead, label):
+            if _exists(video, dead, label, listings):
                 items.append(item)
     return _manifest(items, labels, dead)
 
@@ -511,7 +519,7 @@ def read_ucf101(root: str, splits_dir: str, *, split: int = 1) -> Manifest:
         raise ValueError(f"UCF101 split must be 1, 2 or 3. Received: split={split}")
     labels = read_labels_file(files.join(splits_dir, "classInd.txt"))
     by_lower = {name.lower(): name for name in labels}
-    items, dead = [], []
+    items, dead, listings = [], [], {}
     for split_name, list_name in (("train", f"trainlist0{split}.txt"),
                                   ("test", f"testlist0{split}.txt")):
         with files.open_text(files.join(splits_dir, list_name)) as f:
@@ -523,7 +531,7 @@ def read_ucf101(root: str, splits_dir: str, *, split: int = 1) -> Manifest:
                 path = files.join(root, *rel.split("/"))
                 folder = rel.split("/")[0] if "/" in rel else ""
                 label = by_lower.get(folder.lower(), folder)
-                if _exists(path, dead, label):
+                if _exists(path, dead, label, listings):
                     items.append(VideoItem(path=path, label=label, split=split_name,
                                            group=group_from_name(rel, r"_(g\d+)_"),
                                            video_id=rel))
@@ -542,7 +550,7 @@ def read_hmdb51(root: str, splits_dir: str, *, split: int = 1) -> Manifest:
     if not lists:
         raise ValueError(f"no *{suffix} files in {splits_dir}")
     labels = tuple(n[: -len(suffix)] for n in lists)
-    items, dead, skipped = [], [], []
+    items, dead, skipped, listings = [], [], [], {}
     for label, name in zip(labels, lists):
         with files.open_text(files.join(splits_dir, name)) as f:
             for line in f:
@@ -557,7 +565,7 @@ def read_hmdb51(root: str, splits_dir: str, *, split: int = 1) -> Manifest:
                 if parts[1] == "0":
                     skipped.append(skipped_entry(path, NOT_IN_SPLIT))
                     continue
-                if _exists(path, dead, label):
+                if _exists(path, dead, label, listings):
                     items.append(VideoItem(path=path, label=label,
                                            split="train" if parts[1] == "1" else "test",
                                            group=os.path.splitext(parts[0])[0],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from kvid.train.multiworker import cluster
 from kvid.train.runs import export_run
 from kvid.train.trainer import config_from_dict, train
 
@@ -33,6 +34,9 @@ def run_fn(fn_args) -> None:
         "train_split": "train", "val_split": "eval", "verbose": 2,
         "resume": resume, "overwrite": not resume,
     })
-    train(config)
+    train(config)  # under TF_CONFIG with several tasks: every worker trains, the chief writes
+    place = cluster()
+    if place is not None and not place.chief:
+        return
     export_run(fn_args.model_run_dir, fn_args.serving_model_dir,
                model_name=custom.get("model_name", "kvid"), overwrite=True)

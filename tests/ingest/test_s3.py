@@ -146,3 +146,21 @@ def test_a_csv_manifest_on_s3_with_relative_and_absolute_paths(tree, s3, capsys)
     info = json.loads(client.get_object(Bucket=BUCKET, Key="few/dataset.json")["Body"].read())
     assert info["num_inputs"] == 3 and info["dead_letters"] == 0
     assert {s: v["num_videos"] for s, v in info["splits"].items()} == {"train": 1, "test": 2}
+
+
+def test_a_missing_object_in_a_remote_list_is_a_dead_letter(tree, s3):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from kvid import files
+    from kvid.ingest import manifests
+
+    _, client, flags = s3
+    files.configure(PipelineOptions(flags))
+    name = sorted(n for n in os.listdir(f"{tree}/move_up") if n.endswith(".mp4"))[0]
+    client.put_object(Bucket=BUCKET, Key="lists/two.csv", Body=(
+        f"path,label\ns3://{BUCKET}/videos/move_up/{name},move_up\n"
+        f"s3://{BUCKET}/videos/move_up/gone.mp4,move_up\n").encode())
+    man = manifests.read_csv(f"s3://{BUCKET}/lists/two.csv")
+    assert [it.path for it in man.items] == [f"s3://{BUCKET}/videos/move_up/{name}"]
+    assert [(d["path"], d["reason"]) for d in man.dead_letters] == \
+        [(f"s3://{BUCKET}/videos/move_up/gone.mp4", "missing_file")]

@@ -139,3 +139,29 @@ def test_xla_flag_reaches_compile_and_bad_values_are_refused(tiny_data, tmp_path
                                model="c3d", preset="tiny", epochs=1, batch_size=4,
                                steps_per_epoch=2, xla="on", verbose=0))
     assert result.model.jit_compile is True and len(result.history["loss"]) == 1
+
+
+def test_the_tfx_trainer_run_fn_trains_on_two_workers_and_only_the_chief_exports(
+        tiny_data, tmp_path):
+    """The Trainer component's executor calls the module file's run_fn(fn_args) in each
+    worker's process; fn_args is TFX's plain attribute holder, here a SimpleNamespace."""
+    ports, procs = free_ports(2), []
+    for i in range(2):
+        spec = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                "task": {"type": "worker", "index": i}}
+        script = (
+            "import sys, types; import kvid; from kvid.tfx.trainer_module import run_fn; "
+            "run_fn(types.SimpleNamespace(train_files=[sys.argv[1] + '/Split-train/*'], "
+            "custom_config={'model': 'c3d', 'preset': 'tiny', 'epochs': 1, 'batch_size': 4, "
+            "'flip': False, 'crop': 'center'}, model_run_dir=sys.argv[2], "
+            "serving_model_dir=sys.argv[3]))")
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", script, tiny_data["data"], str(tmp_path / f"run{i}"),
+             str(tmp_path / f"serving{i}")], env={**os.environ, "TF_CONFIG": json.dumps(spec)},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    assert os.path.isfile(tmp_path / "serving0" / "saved_model.pb")
+    assert os.path.isfile(tmp_path / "run0" / "best.keras")
+    assert not os.path.exists(tmp_path / "serving1") and not os.path.exists(tmp_path / "run1")
