@@ -48,13 +48,10 @@ def dumps(info: dict) -> str:
 
 def save(info: dict, directory: str) -> str:
     """Writes ``directory/dataset.json`` and returns its path."""
-    from apache_beam.io.filesystem import CompressionTypes
-    from apache_beam.io.filesystems import FileSystems
+    from kvid import files
 
     target = path(directory)
-    with FileSystems.create(target, mime_type="application/json",
-                            compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(dumps(info).encode("utf-8"))
+    files.write_text(target, dumps(info), mime_type="application/json")
     return target
 
 

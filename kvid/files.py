@@ -93,25 +93,29 @@ def open_binary(path: str) -> IO[bytes]:
 
 @contextlib.contextmanager
 def open_text(path: str, newline: str | None = None) -> Iterator[IO[str]]:
-    """UTF-8 text; a missing remote object is a FileNotFoundError, as a local file is."""
+    """UTF-8 text; a missing remote object is a FileNotFoundError (Beam's open raises it),
+    as a local file is."""
     if not is_remote(path):
         with open(path, encoding="utf-8", newline=newline) as f:
             yield f
         return
-    if size(path) is None:
-        raise FileNotFoundError(f"no such object: {path}")
     with open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8",
                                                     newline=newline) as f:
         yield f
 
 
-def write_text(path: str, text: str) -> None:
+def create(path: str, mime_type: str = "application/octet-stream") -> IO[bytes]:
+    """A new file or object at ``path`` (its local folder made), written as given."""
     from apache_beam.io.filesystem import CompressionTypes
 
     if not is_remote(path):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with _fs().create(path, mime_type="text/plain",
-                      compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    return _fs().create(path, mime_type=mime_type,
+                        compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def write_text(path: str, text: str, mime_type: str = "text/plain") -> None:
+    with create(path, mime_type) as f:
         f.write(text.encode("utf-8"))
 
 
@@ -161,13 +165,7 @@ _CHUNK = 16 << 20
 
 def copy_file(src: str, dst: str, progress=None) -> None:
     """Streams ``src`` to ``dst`` in chunks (never whole in memory), across schemes."""
-    from apache_beam.io.filesystem import CompressionTypes
-
-    if not is_remote(dst):
-        os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    with open_binary(src) as reader, _fs().create(
-            dst, mime_type="application/octet-stream",
-            compression_type=CompressionTypes.UNCOMPRESSED) as writer:
+    with open_binary(src) as reader, create(dst) as writer:
         while chunk := reader.read(_CHUNK):
             writer.write(chunk)
             if progress is not None:
@@ -194,21 +192,22 @@ def copy_tree(src: str, dst: str, *, overwrite: bool = False, last: str | None =
         raise FileExistsError(f"{dst} is not empty; pass --overwrite to replace it")
     entries.sort(key=lambda e: (e[0] == last, e[0]))
     total = sum(n for _, n in entries)
-    target = dst if is_remote(dst) else \
+    remote = is_remote(dst)
+    target = dst if remote else \
         f"{os.path.abspath(dst).rstrip(os.sep)}.partial-{uuid.uuid4().hex[:8]}"
     try:
-        if is_remote(dst):
+        if remote:
             remove([dst])
         with tqdm(total=total, unit="B", unit_scale=True, desc="copy",
                   disable=not progress) as bar:
             for rel, _ in entries:
                 copy_file(join(src, *rel.split("/")), join(target, *rel.split("/")),
                           bar.update)
-        if not is_remote(dst):
+        if not remote:
             if os.path.lexists(dst):
                 remove([dst])
             os.rename(target, dst)
     finally:
-        if not is_remote(dst) and os.path.lexists(target):
+        if not remote and os.path.lexists(target):
             remove([target])
     return len(entries), total

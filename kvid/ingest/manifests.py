@@ -247,12 +247,11 @@ def _exists(path: str, dead: list[dict], label: str | None = None,
     ``listings``: a reader's cache of remote folder listings, so a list of 13k videos costs a
     listing per folder, not a request per video."""
     if files.is_remote(path):  # an object store has objects or nothing
+        listings = {} if listings is None else listings
         folder = files.parent(path)
-        if listings is not None and folder not in listings:
+        if folder not in listings:
             listings[folder] = {p for p, _ in files.objects(folder)}
-        found = path in listings[folder] if listings is not None else \
-            files.size(path) is not None
-        if not found:
+        if path not in listings[folder]:
             dead.append(dead_letter(path, MISSING_FILE, "no such object", label))
             return False
         return True

@@ -720,17 +720,13 @@ def train(config: TrainConfig, *, extra_callbacks: Sequence[keras.callbacks.Call
                             verbose=config.verbose, shuffle=False)  # tf.data shuffles
     if place and not place.chief:  # nothing of a worker's stays behind
         shutil.rmtree(paths.root, ignore_errors=True)
-        return TrainResult(model=model, history=dict(history.history), output_dir=shared.root,
-                           labels=labels, clip_frames=clip_frames, image_size=image_size,
-                           normalization=normalization, fps=info.get("fps"), input=cfg,
-                           flow=flow, initial_epoch=history.epoch[0] if history.epoch
-                           else config.epochs)
-    model.save(paths.last)
-    if os.path.exists(paths.csv_log):
-        from kvid.train.plots import plot_training_curves
+    else:
+        model.save(paths.last)
+        if os.path.exists(paths.csv_log):
+            from kvid.train.plots import plot_training_curves
 
-        plot_training_curves(paths.csv_log, paths.curves)
-    return TrainResult(model=model, history=dict(history.history), output_dir=config.output_dir,
+            plot_training_curves(paths.csv_log, paths.curves)
+    return TrainResult(model=model, history=dict(history.history), output_dir=shared.root,
                        labels=labels, clip_frames=clip_frames, image_size=image_size,
                        normalization=normalization, fps=info.get("fps"), input=cfg,
                        flow=flow,
